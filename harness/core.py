@@ -1,0 +1,195 @@
+"""The whole data model of a run: samples flow through a solver, records flow into metrics.
+
+A `Task` turns a data folder into `Fold`s of `Sample`s for a named protocol. A `Solver` maps one
+`Sample` (or a batch) to a JSON-serialisable prediction; trained solvers are `fit` on each fold's
+train part first. The runner turns each (sample, prediction) into a `Record` with the task's
+per-sample scores, and the task's `Metric`s aggregate records into numbers with a bootstrap CI.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+JSON = Any  # anything json.dumps accepts
+
+
+class HarnessError(Exception):
+    """An error meant for the user: printed without a traceback."""
+
+
+class DataError(HarnessError):
+    """Missing or malformed data; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One evaluation item.
+
+    `inputs` holds text fields, media paths (as strings) and metadata; `target` the ground truth;
+    `groups` the keys samples share when they are not independent (subject, show, session, view).
+    """
+
+    id: str
+    inputs: Mapping[str, Any]
+    target: JSON = None
+    groups: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """A named train/test partition of one protocol (a single fold for zero-shot protocols)."""
+
+    name: str
+    test: Sequence[Sample]
+    train: Sequence[Sample] = ()
+
+
+@dataclass(frozen=True)
+class SolverOutput:
+    """What a solver may return instead of a bare prediction: the prediction plus diagnostics
+    (raw model text, token counts, agent trace) that are kept in samples.jsonl but not scored."""
+
+    prediction: JSON
+    info: Mapping[str, JSON] = field(default_factory=dict)
+
+
+@dataclass
+class Record:
+    """One sample's outcome in a run, as written to samples.jsonl and the result cache."""
+
+    sample_id: str
+    fold: str
+    target: JSON
+    prediction: JSON = None
+    scores: dict[str, float] = field(default_factory=dict)
+    groups: Mapping[str, str] = field(default_factory=dict)
+    info: Mapping[str, JSON] = field(default_factory=dict)
+    error: str | None = None
+    latency_s: float = 0.0
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Metric:
+    """An aggregate over records. `fn` sees only successful records of one fold when `per_fold`
+    is true (the reported value is then the mean over folds, as MUStARD's 5-fold CV reports),
+    else all successful records pooled."""
+
+    name: str
+    fn: Callable[[Sequence[Record]], float]
+    per_fold: bool = False
+    higher_is_better: bool = True
+    scale: float = 1.0  # multiply for display only (e.g. 100 for percentages)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a solver factory may need from the command line, passed down explicitly."""
+
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    judges: tuple[str, ...] = ()
+    seed: int = 0
+    concurrency: int = 8
+    cache_dir: Path | None = None
+    use_cache: bool = True
+    request_timeout_s: float = 120.0
+
+
+class Solver(abc.ABC):
+    """Maps a sample to a prediction. Subclasses set `name` and implement `solve`.
+
+    `options` are the user-settable knobs; together with `name` they form the solver's config,
+    whose hash keys the result cache. Solvers with a `batch_size` above one are called through
+    `solve_batch` (GPU models).
+    """
+
+    name: ClassVar[str] = ""
+    batch_size: ClassVar[int] = 1
+
+    def __init__(self, **options: Any) -> None:
+        self.options: dict[str, Any] = dict(options)
+
+    @classmethod
+    def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
+        """Build the solver for a run; override to use --model/--base-url/--seed from `ctx`."""
+        return cls(**options)
+
+    def config(self) -> dict[str, JSON]:
+        """The identity of this solver for caching and the leaderboard."""
+        return {"solver": self.name, **self.options}
+
+    def fit(self, train: Sequence[Sample]) -> None:  # noqa: B027 - optional hook
+        """Learn from a fold's train part. Zero-shot solvers ignore it."""
+
+    @abc.abstractmethod
+    async def solve(self, sample: Sample) -> JSON | SolverOutput:
+        """Predict one sample."""
+
+    async def solve_batch(self, samples: Sequence[Sample]) -> list[JSON | SolverOutput]:
+        return [await self.solve(s) for s in samples]
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release clients, servers, GPU memory."""
+
+
+class Task(abc.ABC):
+    """A benchmark: data layout, protocols, scorers, metrics and reference rows.
+
+    Subclasses set the class attributes and implement `folds`, `score` and `metrics`.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    protocols: ClassVar[Mapping[str, str]] = {}  # protocol name -> one-line description
+    default_protocol: ClassVar[str] = ""
+    default_solver: ClassVar[str] = ""
+    mllm_solver: ClassVar[str | None] = None  # chosen when --model is given without --solver
+    data_folder: ClassVar[str] = ""  # folder name under HARNESS_DATA
+    cluster_key: ClassVar[str | None] = None  # group key whose clusters the bootstrap resamples
+
+    def resolve_data(self, data: Path | None) -> Path:
+        """Locate (or fetch) the data folder and validate its layout, raising `DataError`."""
+        if data is None:
+            raise DataError(f"task {self.name!r} needs --data (or HARNESS_DATA with a {self.data_folder!r} folder)")
+        if not data.exists():
+            raise DataError(f"{data}: data folder does not exist")
+        return data
+
+    def fingerprint(self, data_dir: Path) -> str:
+        """A hash of the data a run depends on; it keys the cache with the sample ids."""
+        from harness.fingerprint import fingerprint_tree
+
+        return fingerprint_tree(data_dir)
+
+    @abc.abstractmethod
+    def folds(self, data_dir: Path, protocol: str) -> list[Fold]:
+        """Load and validate the data and split it by protocol."""
+
+    @abc.abstractmethod
+    def score(self, sample: Sample, prediction: JSON) -> dict[str, float]:
+        """Per-sample scores (e.g. correct=1.0); may be empty when only aggregates make sense."""
+
+    @abc.abstractmethod
+    def metrics(self, protocol: str) -> list[Metric]:
+        """The metrics reported for a protocol, headline first."""
+
+    def report(self, records: Sequence[Record], protocol: str, out_dir: Path) -> dict[str, JSON]:
+        """Extra results for metrics.json (per-class F1, confusion matrices, plot paths)."""
+        return {}
+
+    def data_status(self, data_root: Path | None) -> str:
+        """One line for `harness tasks`: whether data is found."""
+        if data_root is None:
+            return "set --data or HARNESS_DATA"
+        path = data_root / self.data_folder if self.data_folder else data_root
+        return f"found at {path}" if path.exists() else f"missing ({path})"

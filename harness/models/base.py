@@ -1,0 +1,74 @@
+"""The model-backend contract: a chat request in, a chat response out.
+
+Every backend (OpenAI-compatible HTTP, in-process transformers, in-process vLLM) implements
+`ModelBackend.chat`. Caching, retries and rate limiting are wrappers around a backend
+(see `harness.models.wrappers`), never code inside one.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+JSONSchema = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One piece of a message: text, an image (path or PNG/JPEG bytes), or a video (path + frames)."""
+
+    type: Literal["text", "image", "video"]
+    text: str | None = None
+    path: str | None = None
+    data: bytes | None = None  # encoded image bytes when there is no file
+    mime: str | None = None
+    num_frames: int | None = None  # videos: frames to sample uniformly
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Literal["system", "user", "assistant"]
+    content: tuple[Part, ...]
+
+    @staticmethod
+    def text(role: Literal["system", "user", "assistant"], text: str) -> Message:
+        return Message(role, (Part("text", text=text),))
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A model-independent chat call. `json_schema` asks for structured output when set."""
+
+    messages: tuple[Message, ...]
+    model: str = ""
+    temperature: float = 0.0
+    max_tokens: int = 512
+    seed: int | None = None
+    json_schema: JSONSchema | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChatResponse:
+    text: str
+    parsed: Any = None  # the JSON object when a schema was requested and the answer parsed
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    cached: bool = False
+    model: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelBackend(abc.ABC):
+    """One model behind one interface."""
+
+    model: str
+
+    @abc.abstractmethod
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """Answer one chat request; raise on transport errors (wrappers retry them)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Close clients or free devices."""
