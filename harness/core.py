@@ -65,7 +65,7 @@ class Record:
     fold: str
     target: JSON
     prediction: JSON = None
-    scores: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, JSON] = field(default_factory=dict)  # floats, or lists (e.g. per-window values)
     groups: Mapping[str, str] = field(default_factory=dict)
     info: Mapping[str, JSON] = field(default_factory=dict)
     error: str | None = None
@@ -176,7 +176,7 @@ class Task(abc.ABC):
         """Load and validate the data and split it by protocol."""
 
     @abc.abstractmethod
-    def score(self, sample: Sample, prediction: JSON) -> dict[str, float]:
+    def score(self, sample: Sample, prediction: JSON) -> dict[str, JSON]:
         """Per-sample scores (e.g. correct=1.0); may be empty when only aggregates make sense."""
 
     @abc.abstractmethod
