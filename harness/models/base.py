@@ -11,7 +11,29 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from harness.core import HarnessError
+
 JSONSchema = dict[str, Any]
+
+
+class BackendError(HarnessError):
+    """A failed model call. `retryable` errors (429, 5xx, timeouts, lost connections) are retried by
+    `RetryingBackend`; `retry_after_s` carries the server's `Retry-After`; `status` the HTTP status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str = "",
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.status = status
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
@@ -46,7 +68,9 @@ class ChatRequest:
     max_tokens: int = 512
     seed: int | None = None
     json_schema: JSONSchema | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # videos as sampled frames (any VLM) or the server's native video input (vLLM's `video_url`)
+    video_input: Literal["frames", "native"] = "frames"
+    extra: dict[str, Any] = field(default_factory=dict)  # extra body fields for the server
 
 
 @dataclass
@@ -65,10 +89,11 @@ class ModelBackend(abc.ABC):
     """One model behind one interface."""
 
     model: str
+    endpoint: str = ""  # where requests go (base URL, or "hf:PATH"); rate limits are shared per endpoint
 
     @abc.abstractmethod
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        """Answer one chat request; raise on transport errors (wrappers retry them)."""
+        """Answer one chat request; raise `BackendError` on failures (wrappers retry retryable ones)."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Close clients or free devices."""

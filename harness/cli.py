@@ -1,0 +1,193 @@
+"""`harness` command line. Configuration enters here once (flags, then environment variables) and
+is passed down explicitly; nothing below reads the environment."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.core import HarnessError
+
+EPILOG = """examples:
+  harness run --task sarcasm --solver tfidf --data PATH/mustard
+  harness run --task sarcasm --model Qwen/Qwen2.5-VL-7B-Instruct --base-url http://localhost:8000/v1
+  harness run --task rppg --protocol roi --solver pos -S band=recommended --data PATH
+  harness leaderboard --task sarcasm --format csv
+  harness compare RUN_A RUN_B
+
+environment: HARNESS_DATA (data root, one folder per dataset), HARNESS_DB (SQLAlchemy URL of the
+leaderboard), OPENAI_BASE_URL / OPENAI_API_KEY (endpoint for --model)."""
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """`key=value` with the value read as a Python literal when it is one (3, 0.5, True), else a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"solver option {text!r} is not key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return key.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="harness", description="Evaluate solvers on human-centric multimodal benchmarks.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
+        sp.add_argument("--db", default=None, help="leaderboard SQLAlchemy URL (default: HARNESS_DB or "
+                        "sqlite:///<out>/leaderboard.sqlite; e.g. postgresql+psycopg://user@host/harness)")
+
+    sp = sub.add_parser("tasks", help="list tasks, protocols and data status")
+    sp.add_argument("--data", type=Path, default=None, help="data root (default: HARNESS_DATA)")
+
+    sp = sub.add_parser("solvers", help="list solvers usable for a task")
+    sp.add_argument("--task", default=None)
+
+    sp = sub.add_parser("run", help="evaluate a solver on a task", epilog=EPILOG,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sp.add_argument("--task", required=True, help="task id (see `harness tasks`)")
+    sp.add_argument("--protocol", default="", help="protocol/split (default: the task's default)")
+    sp.add_argument("--solver", default="", help="solver name (default: the task's weights-free solver, "
+                    "or its zero-shot MLLM solver when --model is given)")
+    sp.add_argument("-S", "--solver-option", dest="solver_options", action="append", type=_option, default=[],
+                    metavar="KEY=VALUE", help="solver option, repeatable (e.g. -S features=utterance+context)")
+    sp.add_argument("--model", default=None, help="model name served at --base-url (vLLM, transformers serve)")
+    sp.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: OPENAI_BASE_URL)")
+    sp.add_argument("--judge", action="append", default=[], metavar="MODEL",
+                    help="MLLM judge model, repeatable; judges vote and their agreement is reported")
+    sp.add_argument("--data", type=Path, default=None, help="dataset folder (default: HARNESS_DATA/<dataset>)")
+    sp.add_argument("--limit", type=int, default=None, help="only the first N test samples of each fold")
+    sp.add_argument("--concurrency", type=int, default=8, help="samples in flight at once (default 8)")
+    sp.add_argument("--executor", choices=("local", "ray"), default="local",
+                    help="local asyncio, or Ray workers (RAY_ADDRESS picks a cluster)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for CIs (default 1000)")
+    sp.add_argument("--timeout", type=float, default=120.0, help="seconds per model request (default 120)")
+    sp.add_argument("--no-cache", action="store_true", help="recompute every sample (refreshes the cache)")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common(sp)
+
+    sp = sub.add_parser("leaderboard", help="measured runs next to the papers' reference numbers")
+    sp.add_argument("--task", default=None)
+    sp.add_argument("--format", choices=("table", "csv", "json", "html"), default="table")
+    sp.add_argument("--metrics", default=None, help="comma-separated metric names to show (default: all)")
+    common(sp)
+
+    sp = sub.add_parser("show", help="metrics, config and a few samples of one run")
+    sp.add_argument("run_id")
+    sp.add_argument("--samples", type=int, default=5, help="samples to print (default 5)")
+    common(sp)
+
+    sp = sub.add_parser("compare", help="paired comparison of two runs on the samples both scored")
+    sp.add_argument("run_a")
+    sp.add_argument("run_b")
+    sp.add_argument("--bootstrap", type=int, default=2000)
+    sp.add_argument("--seed", type=int, default=0)
+    common(sp)
+    return p
+
+
+def _db_url(args: argparse.Namespace) -> str:
+    from harness.leaderboard import default_db_url
+
+    return args.db or os.environ.get("HARNESS_DB") or default_db_url(args.out)
+
+
+def _data_path(args: argparse.Namespace, task: Any) -> Path | None:
+    if args.data is not None:
+        return args.data
+    root = os.environ.get("HARNESS_DATA")
+    return Path(root) / task.data_folder if root and task.data_folder else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness import views
+    from harness.registry import get_task
+    from harness.runner import RunConfig, RunSettings, run
+
+    task = get_task(args.task)
+    solver = args.solver or (task.mllm_solver if args.model and task.mllm_solver else task.default_solver)
+    config = RunConfig(
+        task=args.task, protocol=args.protocol, solver=solver, solver_options=tuple(args.solver_options),
+        model=args.model, judges=tuple(args.judge), limit=args.limit, seed=args.seed, n_boot=args.bootstrap,
+    )
+    settings = RunSettings(
+        data=_data_path(args, task), base_url=args.base_url or os.environ.get("OPENAI_BASE_URL"),
+        api_key=os.environ.get("OPENAI_API_KEY"), concurrency=args.concurrency, executor=args.executor,
+        out_dir=args.out, db_url=_db_url(args), use_cache=not args.no_cache,
+        show_progress=not args.no_progress and sys.stderr.isatty(), request_timeout_s=args.timeout,
+    )
+    result = run(config, settings)
+    views.print_run_summary(result)
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from harness import views
+
+    views.print_tasks(args.data or (Path(os.environ["HARNESS_DATA"]) if os.environ.get("HARNESS_DATA") else None))
+    return 0
+
+
+def cmd_solvers(args: argparse.Namespace) -> int:
+    from harness import views
+
+    views.print_solvers(args.task)
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from harness import views
+    from harness.leaderboard import Leaderboard, reference_rows
+
+    rows = Leaderboard(_db_url(args)).measured(args.task) + reference_rows(args.task)
+    wanted = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    views.print_board(rows, args.format, wanted)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from harness import views
+    from harness.rundir import find_run, load_run
+
+    views.print_show(*load_run(find_run(args.out, args.run_id)), n_samples=args.samples)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness import views
+    from harness.compare import compare_runs
+
+    views.print_comparison(compare_runs(args.out, args.run_a, args.run_b, n_boot=args.bootstrap, seed=args.seed))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "tasks": cmd_tasks, "solvers": cmd_solvers, "leaderboard": cmd_leaderboard,
+            "show": cmd_show, "compare": cmd_compare}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted; finished samples are cached, re-run the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""Stable hashes: of configs (what was run) and of data (what it ran on)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+# Files up to this size are hashed by content; larger ones (videos) by name, size and mtime, which
+# changes whenever the file is replaced, without reading gigabytes at start-up.
+CONTENT_HASH_LIMIT = 8 * 1024 * 1024
+
+
+def config_hash(obj: Any, length: int = 16) -> str:
+    """sha256 of the canonical JSON of `obj` (sorted keys, no whitespace)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def fingerprint_files(paths: Iterable[Path], root: Path | None = None) -> str:
+    h = hashlib.sha256()
+    for path in sorted(paths):
+        st = path.stat()
+        name = str(path.relative_to(root)) if root else path.name
+        h.update(name.encode() + b"\0")
+        if st.st_size <= CONTENT_HASH_LIMIT:
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+        else:
+            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def fingerprint_tree(root: Path) -> str:
+    """Fingerprint every regular file under `root` (or `root` itself when it is a file)."""
+    if root.is_file():
+        return fingerprint_files([root], root.parent)
+    files = [
+        Path(dirpath) / f
+        for dirpath, _, names in os.walk(root)
+        for f in names
+        if not f.startswith(".")
+    ]
+    return fingerprint_files(files, root)

@@ -1,0 +1,180 @@
+"""The leaderboard: measured runs in a SQL database (SQLAlchemy: SQLite by default, PostgreSQL for a
+lab-wide board) and reference rows from the papers, read from data files under `leaderboards/`.
+
+A run lands in one transaction (its row and its metric rows together) only after it finished, so an
+interrupted or failing run never leaves a partial row. Reference rows are never stored with measured
+ones; they are read from `leaderboards/references/<task>.toml` and always labelled as references.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    insert,
+    select,
+)
+
+from harness.core import DataError, HarnessError
+from harness.stats import MetricValue
+
+metadata_obj = MetaData()
+
+runs_table = Table(
+    "runs",
+    metadata_obj,
+    Column("run_id", String(200), primary_key=True),
+    Column("task", String(64), nullable=False, index=True),
+    Column("protocol", String(64), nullable=False),
+    Column("solver", String(128), nullable=False),
+    Column("model", String(256)),
+    Column("config_hash", String(32), nullable=False),
+    Column("data_fingerprint", String(32), nullable=False),
+    Column("headline", String(64)),
+    Column("n_samples", Integer, nullable=False),
+    Column("n_errors", Integer, nullable=False),
+    Column("seed", Integer),
+    Column("git_commit", String(64)),
+    Column("started", String(40)),
+    Column("finished", String(40)),
+    Column("config", Text, nullable=False),
+)
+
+metrics_table = Table(
+    "run_metrics",
+    metadata_obj,
+    Column("run_id", String(200), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("value", Float),
+    Column("ci_low", Float),
+    Column("ci_high", Float),
+    Column("scale", Float, nullable=False, default=1.0),
+    Column("higher_is_better", Integer, nullable=False, default=1),
+)
+
+
+def default_db_url(out_dir: Path) -> str:
+    return f"sqlite:///{(out_dir / 'leaderboard.sqlite').resolve()}"
+
+
+@dataclass
+class BoardRow:
+    """One line of the board: a measured run or a reference from a paper."""
+
+    kind: str  # "measured" | "reference"
+    task: str
+    protocol: str
+    method: str
+    metrics: dict[str, dict[str, float | None]]  # name -> {value, ci_low, ci_high} in display units
+    source: str = ""  # run id, or paper + table
+    n_samples: int | None = None
+    n_errors: int | None = None
+    verified: bool | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Leaderboard:
+    def __init__(self, url: str) -> None:
+        try:
+            self.engine = create_engine(url, future=True)
+            metadata_obj.create_all(self.engine)
+        except Exception as exc:
+            raise HarnessError(f"cannot open leaderboard database {url!r}: {exc}") from exc
+
+    def add_run(self, manifest: dict[str, Any], metrics: dict[str, MetricValue], headline: str) -> None:
+        cfg = manifest["config"]
+        with self.engine.begin() as conn:  # one transaction: the whole row or nothing
+            conn.execute(
+                insert(runs_table).values(
+                    run_id=manifest["run_id"], task=cfg["task"], protocol=cfg["protocol"], solver=cfg["solver"],
+                    model=cfg.get("model"), config_hash=manifest["config_hash"],
+                    data_fingerprint=manifest["data_fingerprint"], headline=headline,
+                    n_samples=manifest["n_samples"], n_errors=manifest["n_errors"], seed=manifest.get("seed"),
+                    git_commit=manifest.get("git_commit"), started=manifest.get("started"),
+                    finished=manifest.get("finished"), config=json.dumps(cfg, sort_keys=True),
+                )
+            )
+            rows = [
+                {"run_id": manifest["run_id"], "name": m.name, "value": _finite(m.value), "ci_low": _finite(m.ci_low),
+                 "ci_high": _finite(m.ci_high), "scale": m.scale, "higher_is_better": int(m.higher_is_better)}
+                for m in metrics.values()
+            ]
+            if rows:
+                conn.execute(insert(metrics_table), rows)
+
+    def measured(self, task: str | None = None) -> list[BoardRow]:
+        q = select(runs_table).order_by(runs_table.c.task, runs_table.c.finished)
+        if task:
+            q = q.where(runs_table.c.task == task)
+        with self.engine.connect() as conn:
+            runs = conn.execute(q).mappings().all()
+            mrows = conn.execute(select(metrics_table)).mappings().all()
+        by_run: dict[str, dict[str, dict[str, float | None]]] = {}
+        for m in mrows:
+            s = m["scale"]
+            by_run.setdefault(m["run_id"], {})[m["name"]] = {
+                k: (None if m[k] is None else m[k] * s) for k in ("value", "ci_low", "ci_high")
+            }
+        out = []
+        for r in runs:
+            cfg = json.loads(r["config"])
+            opts = cfg.get("solver_options") or {}
+            method = r["solver"] + (f" ({', '.join(f'{k}={v}' for k, v in opts.items())})" if opts else "")
+            if r["model"]:
+                method += f" · {r['model']}"
+            out.append(BoardRow("measured", r["task"], r["protocol"], method, by_run.get(r["run_id"], {}),
+                                source=r["run_id"], n_samples=r["n_samples"], n_errors=r["n_errors"],
+                                extra={"config_hash": r["config_hash"], "finished": r["finished"],
+                                       "headline": r["headline"]}))
+        return out
+
+
+def _finite(x: float) -> float | None:
+    return None if x != x else float(x)  # NaN -> NULL (PostgreSQL and SQLite agree on NULL)
+
+
+def reference_rows(task: str | None = None, folder: Path | None = None) -> list[BoardRow]:
+    """Rows from leaderboards/references/<task>.toml (paper, arXiv id, table, protocol, metrics)."""
+    if folder is None:
+        files = [
+            Path(str(f)) for f in resources.files("leaderboards").joinpath("references").iterdir()
+            if f.name.endswith(".toml")
+        ]
+    else:
+        files = sorted(folder.glob("*.toml"))
+    rows = []
+    for path in sorted(files):
+        name = path.stem
+        if task and name != task:
+            continue
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise DataError(f"{path}: malformed reference file: {exc}") from exc
+        for i, ref in enumerate(data.get("reference", [])):
+            missing = [k for k in ("paper", "protocol", "method", "metrics") if k not in ref]
+            if missing:
+                raise DataError(f"{path}: reference #{i + 1} lacks {', '.join(missing)}")
+            source = ref["paper"] + (f", arXiv:{ref['arxiv']}" if ref.get("arxiv") else "")
+            source += f", {ref['table']}" if ref.get("table") else ""
+            rows.append(BoardRow(
+                "reference", name, ref["protocol"], ref["method"],
+                {k: {"value": float(v), "ci_low": None, "ci_high": None} for k, v in ref["metrics"].items()},
+                source=source, verified=bool(ref.get("verified", False)), note=ref.get("note", ""),
+            ))
+    return rows

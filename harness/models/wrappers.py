@@ -1,0 +1,283 @@
+"""Caching, retries and rate limiting wrap any backend from outside (as lm-evaluation-harness does).
+
+`make_backend` stacks them as `CachedBackend(RetryingBackend(backend))`: a cache hit takes no
+concurrency slot, and a request that waits to retry gives its slot back while it sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import os
+import random
+import sqlite3
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from harness.models.base import BackendError, ChatRequest, ChatResponse, ModelBackend, Part
+
+
+class AdaptiveLimiter:
+    """A semaphore whose size follows AIMD: a 429 cuts the allowed concurrency by `decrease`
+    (at most once per `cooldown_s`, since one overload shows up in many requests at once), and
+    every success adds `increase` back, up to `max_concurrency`."""
+
+    def __init__(
+        self, max_concurrency: int, *, decrease: float = 0.75, increase: float = 0.25, cooldown_s: float = 1.0
+    ) -> None:
+        self.max_concurrency = max(1, max_concurrency)
+        self.limit = float(self.max_concurrency)
+        self.decrease = decrease
+        self.increase = increase
+        self.cooldown_s = cooldown_s
+        self.in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._last_decrease = -math.inf
+
+    @property
+    def allowed(self) -> int:
+        return max(1, int(self.limit))
+
+    async def acquire(self) -> None:
+        if self.in_flight < self.allowed and not self._waiters:
+            self.in_flight += 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # the slot was handed over just before the cancel
+            else:
+                self._waiters.remove(fut)
+            raise
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < self.allowed:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self.in_flight += 1
+                fut.set_result(None)
+
+    def on_success(self) -> None:
+        if self.limit < self.max_concurrency:
+            self.limit = min(float(self.max_concurrency), self.limit + self.increase)
+            self._wake()
+
+    def on_rate_limited(self) -> None:
+        now = time.monotonic()
+        if now - self._last_decrease >= self.cooldown_s:
+            self.limit = max(1.0, self.limit * self.decrease)
+            self._last_decrease = now
+
+
+# One limiter per (event loop, endpoint): backends on the same server share its rate limit.
+_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AdaptiveLimiter]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def endpoint_limiter(endpoint: str, concurrency: int) -> AdaptiveLimiter:
+    per_loop = _limiters.setdefault(asyncio.get_running_loop(), {})
+    limiter = per_loop.get(endpoint)
+    if limiter is None:
+        limiter = per_loop[endpoint] = AdaptiveLimiter(concurrency)
+    elif concurrency > limiter.max_concurrency:
+        limiter.max_concurrency = concurrency
+    return limiter
+
+
+class RetryingBackend(ModelBackend):
+    """Retries retryable `BackendError`s with exponential back-off and full jitter, honouring
+    `Retry-After`; takes a slot of the endpoint's `AdaptiveLimiter` per attempt only."""
+
+    def __init__(
+        self,
+        inner: ModelBackend,
+        *,
+        concurrency: int = 8,
+        max_retries: int = 8,
+        base_delay_s: float = 0.5,
+        max_delay_s: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.inner = inner
+        self.model = inner.model
+        self.endpoint = inner.endpoint or f"{type(inner).__name__}:{inner.model}"
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.base_delay_s = base_delay_s
+        self.max_delay_s = max_delay_s
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    def delay(self, attempt: int, error: BackendError) -> float:
+        if error.retry_after_s is not None:
+            return error.retry_after_s + self._rng.uniform(0, 0.1 * error.retry_after_s)
+        return self._rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt))
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        limiter = endpoint_limiter(self.endpoint, self.concurrency)
+        attempt = 0
+        while True:
+            await limiter.acquire()
+            try:
+                response = await self.inner.chat(request)
+            except BackendError as error:
+                limiter.release()
+                if error.status == 429:
+                    limiter.on_rate_limited()
+                if not error.retryable:
+                    raise
+                if attempt >= self.max_retries:
+                    status = f"HTTP {error.status}" if error.status else "no status"
+                    raise BackendError(
+                        f"gave up on a request to {self.endpoint} (model {self.model}) after "
+                        f"{attempt + 1} attempts; last error ({status}): {error}",
+                        endpoint=self.endpoint,
+                        status=error.status,
+                    ) from error
+                await self._sleep(self.delay(attempt, error))
+                attempt += 1
+                continue
+            except BaseException:
+                limiter.release()
+                raise
+            limiter.release()
+            limiter.on_success()
+            return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _FileDigests:
+    """sha256 of file contents, remembered by (path, size, mtime) so each file is read once."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[str, int, int], str] = {}
+
+    def __call__(self, path: str) -> str:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return f"missing:{path}"
+        key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+        digest = self._memo.get(key)
+        if digest is None:
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            digest = self._memo[key] = h.hexdigest()
+        return digest
+
+
+file_digest = _FileDigests()
+
+
+def _part_key(part: Part) -> dict[str, Any]:
+    if part.type == "text":
+        return {"t": part.text}
+    media = hashlib.sha256(part.data).hexdigest() if part.data is not None else file_digest(part.path or "")
+    return {"type": part.type, "media": media, "mime": part.mime, "frames": part.num_frames}
+
+
+def request_key(model: str, request: ChatRequest) -> str:
+    """Content hash of everything that determines an answer: the model, the messages with the bytes
+    of their media, the sampling parameters and the schema."""
+    payload = {
+        "model": request.model or model,
+        "messages": [[m.role, [_part_key(p) for p in m.content]] for m in request.messages],
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+        "seed": request.seed,
+        "schema": request.json_schema,
+        "video_input": request.video_input,
+        "extra": request.extra,
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class CachedBackend(ModelBackend):
+    """Answers repeated requests from SQLite (`cache_dir/model_cache.sqlite`, WAL, safe across
+    tasks, threads and processes). Only successful responses are stored."""
+
+    def __init__(self, inner: ModelBackend, cache_dir: Path) -> None:
+        self.inner = inner
+        self.model = inner.model
+        self.endpoint = inner.endpoint
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        self.path = cache_dir / "model_cache.sqlite"
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, response TEXT, created REAL)"
+        )
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> ChatResponse | None:
+        with self._lock:
+            row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        return ChatResponse(
+            text=data["text"],
+            parsed=data.get("parsed"),
+            prompt_tokens=data.get("prompt_tokens", 0),
+            completion_tokens=data.get("completion_tokens", 0),
+            latency_s=data.get("latency_s", 0.0),
+            cached=True,
+            model=data.get("model", ""),
+            raw=data.get("raw", {}),
+        )
+
+    def put(self, key: str, response: ChatResponse) -> None:
+        data = {
+            "text": response.text,
+            "parsed": response.parsed,
+            "prompt_tokens": response.prompt_tokens,
+            "completion_tokens": response.completion_tokens,
+            "latency_s": response.latency_s,
+            "model": response.model,
+            "raw": response.raw,
+        }
+        blob = json.dumps(data, default=str)
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)", (key, self.model, blob, time.time())
+            )
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        key = request_key(self.model, request)
+        hit = self.get(key)
+        if hit is not None:
+            self.hits += 1
+            return hit
+        self.misses += 1
+        response = await self.inner.chat(request)
+        self.put(key, response)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+        with self._lock:
+            self._db.close()

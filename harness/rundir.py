@@ -1,0 +1,127 @@
+"""The files of one run: runs/<run_id>/manifest.json, samples.jsonl, metrics.json."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import subprocess
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.core import HarnessError, Record
+
+TRACKED_PACKAGES = (
+    "harness-eval", "numpy", "scipy", "scikit-learn", "sqlalchemy", "openai", "langgraph", "torch",
+    "transformers", "open_clip_torch", "diffusers", "av", "opencv-python-headless", "ray", "vllm",
+)
+
+
+def _default(obj: Any) -> Any:
+    """JSON for numpy scalars/arrays and paths, which solvers often return."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, default=_default, ensure_ascii=False)
+
+
+def to_jsonable(obj: Any) -> Any:
+    return json.loads(dumps(obj))
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def new_run_id(task: str, solver: str) -> str:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{task}-{solver}-{stamp}-{secrets.token_hex(2)}".replace("/", "_").replace(":", "_")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_commit() -> str | None:
+    """The commit of the harness checkout, with "-dirty" when it has local changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True,
+            text=True, timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("-dirty" if dirty else "")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def record_to_dict(r: Record) -> dict[str, Any]:
+    d = asdict(r)
+    d["groups"] = dict(r.groups)
+    d["info"] = dict(r.info)
+    return d
+
+
+def write_samples(path: Path, records: list[Record]) -> None:
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("w") as f:
+        for r in records:
+            f.write(dumps(record_to_dict(r)) + "\n")
+    os.replace(tmp, path)
+
+
+def read_samples(path: Path) -> list[Record]:
+    records = []
+    with path.open() as f:
+        for line in f:
+            if line.strip():
+                records.append(Record(**json.loads(line)))
+    return records
+
+
+def find_run(out_dir: Path, run_id: str) -> Path:
+    path = Path(run_id)
+    if path.is_dir() and (path / "manifest.json").exists():
+        return path
+    path = out_dir / run_id
+    if (path / "manifest.json").exists():
+        return path
+    matches = sorted(p for p in out_dir.glob(f"{run_id}*") if (p / "manifest.json").exists())
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise HarnessError(f"run id {run_id!r} is ambiguous in {out_dir}: {', '.join(p.name for p in matches)}")
+    raise HarnessError(f"no run {run_id!r} in {out_dir} (use --out to point at another runs folder)")
+
+
+def load_run(path: Path) -> tuple[dict[str, Any], list[Record], dict[str, Any]]:
+    manifest = json.loads((path / "manifest.json").read_text())
+    samples = path / "samples.jsonl"
+    metrics = path / "metrics.json"
+    records = read_samples(samples) if samples.exists() else []
+    return manifest, records, (json.loads(metrics.read_text()) if metrics.exists() else {})

@@ -1,0 +1,196 @@
+"""Terminal and file renderings for the CLI (rich tables; CSV, JSON and HTML for the board)."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.leaderboard import BoardRow
+from harness.rundir import record_to_dict
+
+console = Console()
+
+
+def _fmt(v: float | None, digits: int = 1) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def print_run_summary(result: Any) -> None:
+    n = len(result.records)
+    t = Table(title=f"{result.config.task} / {result.config.protocol} · {result.config.solver}"
+              + (f" · {result.config.model}" if result.config.model else ""))
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_column("95% CI (bootstrap)", justify="right")
+    for m in result.metrics.values():
+        lo, hi = m.ci_low * m.scale, m.ci_high * m.scale
+        t.add_row(m.name, _fmt(m.value * m.scale, 2), f"[{_fmt(lo, 2)}, {_fmt(hi, 2)}]")
+    console.print(t)
+    console.print(
+        f"samples: {n} · from cache: {result.n_cached} · computed: {n - result.n_cached} · "
+        f"errored: {result.n_errors} · {result.wall_s:.2f} s"
+    )
+    if result.n_errors:
+        errs = sorted({r.error for r in result.records if r.error})
+        console.print(f"[red]{result.n_errors} errored samples[/red] (excluded from metrics; re-run retries them)."
+                      f" First error: {errs[0]}")
+    console.print(f"run {result.run_id} → {result.run_dir}")
+
+
+def print_tasks(data_root: Path | None) -> None:
+    from harness.registry import get_task, task_names
+
+    t = Table(title="tasks")
+    for col in ("task", "protocols", "default solver", "data"):
+        t.add_column(col)
+    for name in task_names():
+        try:
+            task = get_task(name)
+        except Exception as exc:  # one broken plugin must not hide the others
+            t.add_row(name, "", "", f"[red]failed to load: {exc}")
+            continue
+        protos = ", ".join(f"{p}{'*' if p == task.default_protocol else ''}" for p in task.protocols)
+        t.add_row(name, protos, task.default_solver, task.data_status(data_root))
+    console.print(t)
+    console.print("* default protocol")
+
+
+def print_solvers(task: str | None) -> None:
+    from harness.registry import solvers_for, task_names
+
+    t = Table(title=f"solvers for {task}" if task else "solvers")
+    for col in ("task", "solver", "kind", "description"):
+        t.add_column(col)
+    for name in [task] if task else task_names():
+        for e in solvers_for(name):
+            t.add_row(name, e.name, e.kind, e.description)
+    console.print(t)
+
+
+def _metric_names(rows: list[BoardRow], wanted: list[str] | None) -> list[str]:
+    if wanted:
+        return wanted
+    names: list[str] = []
+    for r in rows:
+        for k in r.metrics:
+            if k not in names:
+                names.append(k)
+    return names
+
+
+def _cell(row: BoardRow, name: str) -> str:
+    m = row.metrics.get(name)
+    if not m or m.get("value") is None:
+        return ""
+    s = _fmt(m["value"])
+    if m.get("ci_low") is not None and m.get("ci_high") is not None:
+        s += f" [{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]"
+    return s
+
+
+def print_board(rows: list[BoardRow], fmt: str, wanted: list[str] | None = None, out: Any = None) -> None:
+    out = out or sys.stdout
+    names = _metric_names(rows, wanted)
+    if fmt == "json":
+        out.write(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+        return
+    if fmt == "csv":
+        w = csv.writer(out)
+        metric_cols = [f"{n}{s}" for n in names for s in ("", "_ci_low", "_ci_high")]
+        w.writerow(["kind", "task", "protocol", "method", *metric_cols, "n_samples", "n_errors", "source",
+                    "verified", "note"])
+        for r in rows:
+            vals = []
+            for n in names:
+                m = r.metrics.get(n, {})
+                vals += [m.get("value"), m.get("ci_low"), m.get("ci_high")]
+            w.writerow([r.kind, r.task, r.protocol, r.method, *vals, r.n_samples, r.n_errors, r.source,
+                        r.verified, r.note])
+        return
+    if fmt == "html":
+        out.write(board_html(rows, names))
+        return
+    for kind, title in (("measured", "measured runs (95% bootstrap CI)"), ("reference", "reference rows (papers)")):
+        part = [r for r in rows if r.kind == kind]
+        t = Table(title=title)
+        for col in ("task", "protocol", "method", *names):
+            t.add_column(col, justify="right" if col in names else "left")
+        t.add_column("n" if kind == "measured" else "verified")
+        t.add_column("run" if kind == "measured" else "source")
+        for r in part:
+            last = (f"{r.n_samples}" + (f" ({r.n_errors} err)" if r.n_errors else "")) if kind == "measured" else (
+                "yes" if r.verified else "no")
+            t.add_row(r.task, r.protocol, r.method, *(_cell(r, n) for n in names), last, r.source)
+        if not part:
+            t.add_row(*(["(none)"] + [""] * (len(names) + 4)))
+        Console(file=out if out is not sys.stdout else None).print(t)
+
+
+def board_html(rows: list[BoardRow], names: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in ["kind", "task", "protocol", "method", *names, "source"])
+    body = []
+    for r in rows:
+        cells = [r.kind, r.task, r.protocol, r.method, *(_cell(r, n) for n in names), r.source]
+        body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    return (
+        "<!doctype html><meta charset='utf-8'><title>harness leaderboard</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;border-bottom:1px solid #ddd}"
+        "tr td:first-child{color:#666}</style><h1>harness leaderboard</h1>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>\n"
+    )
+
+
+def print_show(manifest: dict, records: list, metrics: dict, n_samples: int = 5) -> None:
+    cfg = manifest["config"]
+    console.print(f"[bold]{manifest['run_id']}[/bold] · status {manifest.get('status')} · "
+                  f"{manifest.get('started')} → {manifest.get('finished')}")
+    console.print(f"task {cfg['task']} / {cfg['protocol']} · solver {cfg['solver']} {cfg.get('solver_options') or ''}"
+                  f" · model {cfg.get('model')} · seed {cfg.get('seed')} · config hash {manifest.get('config_hash')}")
+    console.print(f"data {manifest.get('data')} (fingerprint {manifest.get('data_fingerprint')}) · "
+                  f"git {manifest.get('git_commit')}")
+    t = Table(title="metrics")
+    for col in ("metric", "value", "95% CI"):
+        t.add_column(col)
+    for name, m in (metrics.get("metrics") or {}).items():
+        s = m.get("scale", 1.0)
+        lo, hi = m.get("ci_low"), m.get("ci_high")
+        t.add_row(name, _fmt(m["value"] * s, 2),
+                  f"[{_fmt(lo * s if lo is not None else None, 2)}, {_fmt(hi * s if hi is not None else None, 2)}]")
+    console.print(t)
+    console.print(f"samples {metrics.get('n_samples')} · errored {metrics.get('n_errors')} · "
+                  f"cached {metrics.get('n_cached')}")
+    for r in records[:n_samples]:
+        d = record_to_dict(r)
+        d.pop("groups", None)
+        text = json.dumps(d, ensure_ascii=False, default=str)
+        console.print(text[:400] + ("…" if len(text) > 400 else ""), markup=False, highlight=False)
+
+
+def print_comparison(c: Any) -> None:
+    a, b = c.run_a, c.run_b
+    t = Table(title=f"{a['run_id']} (A) vs {b['run_id']} (B): paired bootstrap on shared samples")
+    for col in ("metric", "A", "B", "A − B", "95% CI", "p"):
+        t.add_column(col, justify="right")
+    for r in c.rows:
+        s = r.scale
+        t.add_row(r.metric, _fmt(r.a * s, 2), _fmt(r.b * s, 2), _fmt(r.diff * s, 2),
+                  f"[{_fmt(r.ci_low * s, 2)}, {_fmt(r.ci_high * s, 2)}]", f"{r.p_value:.4f}")
+    console.print(t)
+    n = c.rows[0].n_shared if c.rows else 0
+    console.print(f"shared samples {n} · only in A {c.n_only_a} · only in B {c.n_only_b}")
+
+
+def board_to_string(rows: list[BoardRow], fmt: str) -> str:
+    buf = io.StringIO()
+    print_board(rows, fmt, out=buf)
+    return buf.getvalue()

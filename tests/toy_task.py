@@ -1,0 +1,94 @@
+"""A tiny task for testing the runner without real data: samples are numbers, targets their parity.
+
+Data folder: `items.json` = [{"id": "s0", "x": 0, "subject": "a"}, ...]. Solvers: `echo` predicts the
+parity (right), `flaky` fails on chosen ids, `slow` sleeps, `constant` predicts a fixed label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+from harness.core import DataError, Fold, Metric, Sample, Solver, Task
+from harness.metrics import accuracy
+from harness.registry import register_solver, register_task
+
+
+def write_items(folder: Path, n: int, subjects: int = 5) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    items = [{"id": f"s{i}", "x": i, "subject": f"p{i % subjects}"} for i in range(n)]
+    (folder / "items.json").write_text(json.dumps(items))
+    return folder
+
+
+def _acc(records):
+    return accuracy([r.target for r in records], [r.prediction for r in records])
+
+
+@register_task
+class ToyTask(Task):
+    name = "toy"
+    description = "parity of integers"
+    protocols = {"all": "one fold", "2fold": "two folds: even / odd positions"}
+    default_protocol = "all"
+    default_solver = "echo"
+    data_folder = "toy"
+    cluster_key = "subject"
+
+    def folds(self, data_dir: Path, protocol: str) -> list[Fold]:
+        path = data_dir / "items.json"
+        try:
+            items = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"{path}: {exc}") from exc
+        samples = [Sample(it["id"], {"x": it["x"]}, it["x"] % 2 == 0, {"subject": it["subject"]}) for it in items]
+        if protocol == "2fold":
+            return [Fold("f1", samples[0::2], samples[1::2]), Fold("f2", samples[1::2], samples[0::2])]
+        return [Fold("all", samples)]
+
+    def score(self, sample, prediction):
+        return {"correct": float(prediction == sample.target)}
+
+    def metrics(self, protocol):
+        return [Metric("accuracy", _acc, per_fold=protocol == "2fold", scale=100)]
+
+
+@register_solver("echo", tasks=("toy",))
+class EchoSolver(Solver):
+    """Predicts the right parity."""
+
+    async def solve(self, sample):
+        return sample.inputs["x"] % 2 == 0
+
+
+@register_solver("constant", tasks=("toy",))
+class ConstantSolver(Solver):
+    """Always predicts `label` (default True)."""
+
+    async def solve(self, sample):
+        return self.options.get("label", True)
+
+
+@register_solver("flaky", tasks=("toy",))
+class FlakySolver(Solver):
+    """Raises for ids listed in the file named by option `fail_file` (so a test can change it)."""
+
+    async def solve(self, sample):
+        path = self.options.get("fail_file")
+        if path and os.path.exists(path) and sample.id in json.loads(Path(path).read_text()):
+            raise RuntimeError(f"boom on {sample.id}")
+        return sample.inputs["x"] % 2 == 0
+
+
+@register_solver("slow", tasks=("toy",))
+class SlowSolver(Solver):
+    """Right answer after `delay` seconds (blocking `sync` seconds of CPU too, if set)."""
+
+    async def solve(self, sample):
+        if self.options.get("sync"):
+            time.sleep(self.options["sync"])
+        await asyncio.sleep(self.options.get("delay", 0.0))
+        return sample.inputs["x"] % 2 == 0
