@@ -1,0 +1,228 @@
+"""MOTOR-MAS (arXiv 2605.09703) as a LangGraph `StateGraph`.
+
+    START -> behavior -> cognition -> emotion -> coordinator --(consistent / bound reached)--> END
+                 ^            ^           ^          |
+                 +------------+-----------+----------+  (one head sent back, with a reason)
+
+Each head agent reasons from observable evidence (sampled frames, the transcript) and the heads
+answered before it, and returns ``{label, evidence, confidence}``. The coordinator checks the three
+answers for consistency and may send ONE head back for revision with a reason; a revised head
+returns straight to the coordinator. At most `max_revisions` revisions happen per clip. Every node
+is one structured call through a `ModelBackend`, so the graph runs on any backend; every node
+appends an entry to the trace that ends up in samples.jsonl.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypedDict
+
+from pydantic import BaseModel, Field
+
+from agents.llm import Answer, CallSettings, Extractor, ask, find_label, label_field, summarise_parts
+from harness.models.base import Message, ModelBackend, Part
+
+HEAD_ROLES: dict[str, str] = {
+    "behavior": "the learners' observable collaborative behavior: what they do and say "
+    "(talk, gaze, gestures, use of materials)",
+    "cognition": "the cognitive process the observable evidence shows (self-regulated learning: "
+    "e.g. planning, monitoring, elaborating), taking the behavior into account",
+    "emotion": "the emotion the learners express in faces, voice and words, taking behavior and "
+    "cognition into account",
+}
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the agents may look at for one clip."""
+
+    media: tuple[Part, ...]  # a video part with num_frames, or image parts
+    transcript: str
+    vocab: Mapping[str, Sequence[str]]
+    definitions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+
+class Verdict(BaseModel):
+    consistent: bool
+    revise: str | None = Field(default=None, description="the ONE head to send back, or null")
+    reason: str = ""
+
+
+class MASState(TypedDict, total=False):
+    evidence: Evidence
+    answers: dict[str, dict[str, Any]]
+    pending: str | None  # head under revision
+    just_revised: bool  # the last head node ran as a revision: go back to the coordinator
+    reason: str | None
+    revisions: int
+    consistent: bool | None
+    trace: Annotated[list[dict[str, Any]], operator.add]
+
+
+def head_schema(labels: Sequence[str]) -> type[BaseModel]:
+    from pydantic import create_model
+
+    return create_model(
+        "HeadAnswer",
+        label=(label_field(labels), ...),
+        evidence=(str, ""),
+        confidence=(float, Field(default=0.5, ge=0.0, le=1.0)),
+    )
+
+
+def _vocab_text(head: str, ev: Evidence) -> str:
+    defs = ev.definitions.get(head, {})
+    return "\n".join(f"- {lab}" + (f": {defs[lab]}" if defs.get(lab) else "") for lab in ev.vocab[head])
+
+
+def _answers_text(answers: Mapping[str, Mapping[str, Any]], heads: Sequence[str]) -> str:
+    lines = []
+    for head in heads:
+        a = answers.get(head)
+        if a is None:
+            continue
+        label = a.get("label") or "(no valid answer)"
+        lines.append(f"- {head}: {label} (confidence {a.get('confidence', 0):.2f}); evidence: {a.get('evidence', '')}")
+    return "\n".join(lines)
+
+
+class MotorMAS:
+    """Build once per solver; `await run(evidence)` per clip."""
+
+    def __init__(
+        self,
+        backend: ModelBackend,
+        settings: CallSettings,
+        *,
+        heads: Sequence[str] = ("behavior", "cognition", "emotion"),
+        max_revisions: int = 2,
+        extractor: Extractor | None = None,
+    ) -> None:
+        from langgraph.graph import END, START, StateGraph
+
+        self.backend, self.settings, self.heads = backend, settings, tuple(heads)
+        self.max_revisions, self.extractor = max_revisions, extractor
+        graph = StateGraph(MASState)
+        for head in self.heads:
+            graph.add_node(head, self._head_node(head))
+        graph.add_node("coordinator", self._coordinator)
+        graph.add_edge(START, self.heads[0])
+        for i, head in enumerate(self.heads):
+            nxt = self.heads[i + 1] if i + 1 < len(self.heads) else "coordinator"
+            graph.add_conditional_edges(
+                head, lambda s, nxt=nxt: "coordinator" if s.get("just_revised") else nxt, sorted({nxt, "coordinator"})
+            )
+        graph.add_conditional_edges("coordinator", self._route, [*self.heads, END])
+        self._end = END
+        self.graph = graph.compile()
+
+    async def run(self, evidence: Evidence) -> MASState:
+        state: MASState = {"evidence": evidence, "answers": {}, "pending": None, "just_revised": False, "reason": None,
+                           "revisions": 0, "consistent": None, "trace": []}
+        limit = 10 + 2 * (len(self.heads) + 1) * (self.max_revisions + 1)
+        return await self.graph.ainvoke(state, {"recursion_limit": limit})  # type: ignore[return-value]
+
+    # -- nodes ---------------------------------------------------------------------------------
+    def _head_node(self, head: str) -> Callable[[MASState], Awaitable[dict[str, Any]]]:
+        async def node(state: MASState) -> dict[str, Any]:
+            ev, answers = state["evidence"], state["answers"]
+            revising = state.get("pending") == head
+            i = self.heads.index(head)
+            shown = [h for h in self.heads if h != head] if revising else list(self.heads[:i])
+            system = (
+                f"You are the {head} agent of a team annotating a video clip of students learning "
+                f"together. Judge {HEAD_ROLES.get(head, head)}. Reason only from observable evidence. "
+                f"Choose exactly one label:\n{_vocab_text(head, ev)}\n"
+                'Answer with one JSON object: {"label": ..., "evidence": "what you saw or heard", '
+                '"confidence": 0..1}.'
+            )
+            text = f"Transcript:\n{ev.transcript or '(none)'}"
+            if shown:
+                text += f"\n\nAnswers so far:\n{_answers_text(answers, shown)}"
+            if revising:
+                prev = answers.get(head, {})
+                text += (
+                    f"\n\nThe coordinator asks you to revise your {head} answer "
+                    f"({prev.get('label') or 'no valid answer'}): {state.get('reason') or ''}"
+                )
+            messages = [Message.text("system", system), Message("user", (*ev.media, Part("text", text=text)))]
+            answer = await ask(self.backend, messages, head_schema(ev.vocab[head]), self.settings)
+            out = await self._head_output(answer, head, ev.vocab[head])
+            summary = summarise_parts(messages[1].content)
+            if shown:
+                summary += "; given " + ", ".join(f"{h}={answers[h].get('label')}" for h in shown if h in answers)
+            entry = {
+                "node": head,
+                "input": summary,
+                "output": {k: out[k] for k in ("label", "evidence", "confidence")},
+                "revision_reason": state.get("reason") if revising else None,
+            }
+            for key in ("invalid", "raw", "error", "extracted_by", "judge"):
+                if key in out:
+                    entry[key] = out[key]
+            return {"answers": {**answers, head: out}, "pending": None, "just_revised": revising, "trace": [entry]}
+
+        return node
+
+    async def _head_output(self, answer: Answer[Any], head: str, labels: Sequence[str]) -> dict[str, Any]:
+        if answer.value is not None:
+            return answer.value.model_dump()
+        out: dict[str, Any] = {"label": None, "evidence": "", "confidence": 0.0, "error": answer.error}
+        label = find_label(answer.text, labels)  # tolerant free-text fallback
+        extra: dict[str, Any] = {"extracted_by": "text"}
+        if label is None and self.extractor is not None:
+            label, info = await self.extractor(answer.text, head, labels)
+            extra = {"extracted_by": "judge", "judge": info}
+        if label is not None:
+            out.update(label=label, **extra)
+        else:
+            out.update(invalid=True, raw=answer.text[:2000])
+        return out
+
+    async def _coordinator(self, state: MASState) -> dict[str, Any]:
+        ev, answers = state["evidence"], state["answers"]
+        system = (
+            "You are the coordinator of a team annotating a clip of collaborative learning. Check "
+            "whether the behavior, cognition and emotion answers are consistent with each other and "
+            "with the evidence they cite. If one is not, name the ONE head to revise and why. Answer "
+            'with one JSON object: {"consistent": true|false, "revise": "<head>"|null, "reason": "..."}.'
+        )
+        text = f"Transcript:\n{ev.transcript or '(none)'}\n\nAnswers:\n{_answers_text(answers, self.heads)}"
+        messages = [Message.text("system", system), Message.text("user", text)]
+        answer = await ask(self.backend, messages, Verdict, self.settings)
+        verdict = answer.value
+        revisions = state.get("revisions", 0)
+        pending: str | None = None
+        note = None
+        if verdict is None:
+            note = f"invalid verdict ({answer.error}); stopping"
+        elif not verdict.consistent and verdict.revise in self.heads:
+            if revisions < self.max_revisions:
+                pending, revisions = verdict.revise, revisions + 1
+            else:
+                note = f"revision bound ({self.max_revisions}) reached"
+        elif not verdict.consistent:
+            note = f"no valid head named ({verdict.revise!r}); stopping"
+        entry: dict[str, Any] = {
+            "node": "coordinator",
+            "input": "answers: " + ", ".join(f"{h}={answers.get(h, {}).get('label')}" for h in self.heads),
+            "output": verdict.model_dump() if verdict else None,
+            "revision_reason": verdict.reason if pending and verdict else None,
+            "send_back": pending,
+        }
+        if note:
+            entry["note"] = note
+        if verdict is None:
+            entry["raw"] = answer.text[:2000]
+        return {
+            "pending": pending,
+            "just_revised": False,
+            "reason": verdict.reason if pending and verdict else None,
+            "revisions": revisions,
+            "consistent": verdict.consistent if verdict else None,
+            "trace": [entry],
+        }
+
+    def _route(self, state: MASState) -> str:
+        return state.get("pending") or self._end

@@ -1,0 +1,116 @@
+"""Macro-F1 per head, their mean, accuracy, per-class F1 and confusion matrices.
+
+A prediction is ``{"behavior": label | None, "cognition": ..., "emotion": ...}``; ``None`` (or a label
+outside the vocabulary) is an invalid answer. Invalid answers are scored as a sentinel class that
+never matches a target: they count as misses of the true class, and the sentinel itself is left out
+of the macro average. The macro average runs over the vocabulary labels that occur in the targets or
+the valid predictions (sklearn's default label set without the sentinel); on the full benchmark every
+vocabulary label occurs in the targets, so this is the whole vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score
+
+from harness.core import Metric, Record
+from tasks.motor.data import HEADS
+
+INVALID = "<invalid>"
+
+
+def predicted_label(prediction: Any, head: str, allowed: Sequence[str] | None = None) -> str:
+    """The predicted label of a head, or the INVALID sentinel."""
+    if not isinstance(prediction, Mapping):
+        return INVALID
+    label = prediction.get(head)
+    if not isinstance(label, str) or not label or (allowed is not None and label not in allowed):
+        return INVALID
+    return label
+
+
+def _pairs(records: Sequence[Record], head: str) -> tuple[list[str], list[str]]:
+    y_true = [str(r.target[head]) for r in records]
+    # score() flags labels outside the sample's vocabulary as invalid; trust that flag too
+    y_pred = [
+        INVALID if r.scores.get(f"invalid_{head}") else predicted_label(r.prediction, head) for r in records
+    ]
+    return y_true, y_pred
+
+
+def _labels(y_true: Sequence[str], y_pred: Sequence[str]) -> list[str]:
+    return sorted((set(y_true) | set(y_pred)) - {INVALID})
+
+
+def macro_f1(records: Sequence[Record], head: str) -> float:
+    y_true, y_pred = _pairs(records, head)
+    if not y_true:
+        return float("nan")
+    return float(f1_score(y_true, y_pred, labels=_labels(y_true, y_pred), average="macro", zero_division=0))
+
+
+def mean_macro_f1(records: Sequence[Record]) -> float:
+    return float(np.mean([macro_f1(records, head) for head in HEADS]))
+
+
+def accuracy(records: Sequence[Record], head: str) -> float:
+    y_true, y_pred = _pairs(records, head)
+    return float(np.mean([t == p for t, p in zip(y_true, y_pred, strict=True)])) if y_true else float("nan")
+
+
+def invalid_rate(records: Sequence[Record], head: str) -> float:
+    _, y_pred = _pairs(records, head)
+    return float(np.mean([p == INVALID for p in y_pred])) if y_pred else float("nan")
+
+
+def motor_metrics() -> list[Metric]:
+    """Headline first: mean macro-F1, then macro-F1 and accuracy per head, then invalid rates."""
+    metrics = [Metric("mean_macro_f1", mean_macro_f1, scale=100.0)]
+    for head in HEADS:
+        metrics.append(Metric(f"macro_f1_{head}", lambda rs, h=head: macro_f1(rs, h), scale=100.0))
+    for head in HEADS:
+        metrics.append(Metric(f"accuracy_{head}", lambda rs, h=head: accuracy(rs, h), scale=100.0))
+    for head in HEADS:
+        metrics.append(
+            Metric(f"invalid_rate_{head}", lambda rs, h=head: invalid_rate(rs, h), higher_is_better=False)
+        )
+    return metrics
+
+
+def head_report(records: Sequence[Record], head: str, vocabulary: Sequence[str] | None = None) -> dict[str, Any]:
+    """Per-class F1, the confusion matrix (rows = targets, columns = predictions with an 'invalid'
+    column) and invalid-answer counts of one head."""
+    y_true, y_pred = _pairs(records, head)
+    labels = list(vocabulary) if vocabulary else _labels(y_true, y_pred)
+    per_class = (f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0) if y_true
+                 else np.zeros(len(labels)))
+    columns = [*labels, INVALID]
+    matrix = confusion_matrix(y_true, y_pred, labels=columns) if y_true else np.zeros((0, 0))
+    return {
+        "labels": labels,
+        "per_class_f1": {label: float(v) for label, v in zip(labels, per_class, strict=True)},
+        "support": {label: int(sum(t == label for t in y_true)) for label in labels},
+        "confusion_matrix": {
+            "rows": labels,
+            "columns": [*labels, "invalid"],
+            "counts": [[int(v) for v in row] for row in matrix[: len(labels)]],
+        },
+        "invalid": int(sum(p == INVALID for p in y_pred)),
+        "n": len(y_true),
+    }
+
+
+def motor_report(
+    records: Sequence[Record], vocabulary: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, Any]:
+    ok = [r for r in records if r.ok]
+    heads = {h: head_report(ok, h, (vocabulary or {}).get(h)) for h in HEADS}
+    return {
+        "heads": heads,
+        "invalid_answers": {h: heads[h]["invalid"] for h in HEADS},
+        "samples_with_any_invalid": int(sum(any(r.scores.get(f"invalid_{h}") for h in HEADS) for r in ok)),
+        "errored_samples": int(sum(not r.ok for r in records)),
+    }

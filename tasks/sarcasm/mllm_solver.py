@@ -1,0 +1,116 @@
+"""Zero-shot MLLM solver for `sarcasm` (`--model M [--base-url URL]`).
+
+The prompt holds the utterance, with its dialogue context (`context`, default on) and speaker names
+(`speaker`, default on); when the sample has a clip (`video` in its inputs) and `frames` > 0, that
+many uniformly sampled frames go with it. The model is asked for ``{"sarcastic": true|false}``
+(structured output, temperature 0, the run's seed); a free-text answer is read by the tolerant
+parser ("sarcastic" / "not sarcastic", then a bare yes/no), then by the `--judge` models if given.
+Anything still unreadable is an invalid prediction (`None`, info ``{"invalid": true, "raw": ...}``),
+which the metrics count as wrong; it is never mapped to a class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from agents.label_judges import judge_extractor
+from agents.llm import CallSettings, Extractor, ask, backend_from_context
+from harness.core import RunContext, Sample, Solver, SolverOutput, Task
+from harness.models.base import Message, ModelBackend, Part
+from harness.registry import register_solver
+from harness.structured import Parsed, match_label
+
+SYSTEM_PROMPT = (
+    "You detect sarcasm in TV-show dialogue. An utterance is sarcastic when the speaker means something "
+    "different from, often the opposite of, what the words say, to mock, tease or express irony. "
+    "Decide whether the final utterance is sarcastic. "
+    'Answer with one JSON object: {"sarcastic": true} or {"sarcastic": false}.'
+)
+CLASS_WORDS: dict[str, bool] = {"sarcastic": True, "not sarcastic": False, "non sarcastic": False}
+YES_NO: dict[str, bool] = {"yes": True, "no": False}
+JUDGE_LABELS: tuple[str, str] = ("sarcastic", "not sarcastic")
+
+
+class SarcasmAnswer(BaseModel):
+    sarcastic: bool
+
+
+def read_free_text(text: str) -> bool | None:
+    """A class from free text: a sarcastic / not-sarcastic wording first, else a bare yes/no."""
+    for table in (CLASS_WORDS, YES_NO):
+        result = match_label(text, list(table))
+        if isinstance(result, Parsed):
+            return table[result.value]
+    return None
+
+
+def dialogue_text(sample: Sample, *, context: bool, speaker: bool) -> str:
+    inputs = sample.inputs
+
+    def line(who: Any, said: Any) -> str:
+        return f"{who}: {said}" if speaker and who else str(said)
+
+    parts = []
+    lines = list(inputs.get("context") or []) if context else []
+    if lines:
+        speakers = list(inputs.get("context_speakers") or [])
+        speakers += [""] * (len(lines) - len(speakers))
+        parts.append("Context:\n" + "\n".join(line(s, u) for s, u in zip(speakers, lines, strict=False)))
+    parts.append("Utterance:\n" + line(inputs.get("speaker"), inputs.get("utterance", "")))
+    return "\n\n".join(parts)
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+@register_solver("mllm", tasks=("sarcasm",), kind="mllm",
+                 description="zero-shot MLLM: utterance (+ context, speaker, frames) -> sarcastic?")
+class SarcasmMLLMSolver(Solver):
+    def __init__(self, backend: ModelBackend, settings: CallSettings, extractor: Extractor | None = None,
+                 **options: Any) -> None:
+        options = {"context": True, "speaker": True, "frames": 8, **options}
+        options["context"], options["speaker"] = _as_bool(options["context"]), _as_bool(options["speaker"])
+        options["frames"] = int(options["frames"])
+        super().__init__(**options)
+        self.backend, self.settings, self.extractor = backend, settings, extractor
+
+    @classmethod
+    def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
+        settings = CallSettings("", ctx.seed, 0.0, int(options.get("max_tokens", 256)))
+        return cls(backend_from_context(ctx, cls.name), settings, judge_extractor(ctx), **options)
+
+    def messages(self, sample: Sample) -> list[Message]:
+        media: tuple[Part, ...] = ()
+        if self.options["frames"] > 0 and sample.inputs.get("video"):
+            media = (Part("video", path=str(sample.inputs["video"]), num_frames=self.options["frames"]),)
+        text = dialogue_text(sample, context=self.options["context"], speaker=self.options["speaker"])
+        return [Message.text("system", SYSTEM_PROMPT), Message("user", (*media, Part("text", text=text)))]
+
+    async def solve(self, sample: Sample) -> SolverOutput:
+        answer = await ask(self.backend, self.messages(sample), SarcasmAnswer, self.settings)
+        info: dict[str, Any] = {"raw": answer.text[:2000]}
+        if answer.value is not None:
+            return SolverOutput(answer.value.sarcastic, {**info, "parsed_by": "schema"})
+        label = read_free_text(answer.text)
+        info.update(parsed_by="text", parse_error=answer.error)
+        if label is None and self.extractor is not None:
+            judged, info["judge"] = await self.extractor(answer.text, "sarcastic", JUDGE_LABELS)
+            label = None if judged is None else judged == "sarcastic"
+            info["parsed_by"] = "judge"
+        if label is None:
+            info["invalid"] = True
+        return SolverOutput(label, info)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+        if self.extractor is not None and hasattr(self.extractor, "aclose"):
+            await self.extractor.aclose()
+
+
+__all__: Sequence[str] = ["SarcasmMLLMSolver", "dialogue_text", "read_free_text"]
