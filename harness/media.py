@@ -110,9 +110,7 @@ def _frame_count(stream: Any, path: Path) -> int:
     raise DataError(f"{path}: cannot tell the number of frames (no frame count or duration)")
 
 
-def sample_frames(
-    path: Path, n: int, *, max_side: int | None = None, stats: DecodeStats | None = None
-) -> list[Any]:
+def sample_frames(path: Path, n: int, *, max_side: int | None = None, stats: DecodeStats | None = None) -> list[Any]:
     """`n` uniformly spaced frames of a video as RGB PIL images (fewer if the video is shorter)."""
     import av
 

@@ -126,9 +126,7 @@ def match_label(text: str, labels: Iterable[str]) -> ParseResult:
     return Invalid(f"no label of {labels} in the answer", text)
 
 
-def parse_label(
-    text: str, labels: Sequence[str], *, field: str = "label", parsed: Any = None
-) -> ParseResult:
+def parse_label(text: str, labels: Sequence[str], *, field: str = "label", parsed: Any = None) -> ParseResult:
     """A label from a JSON answer's `field` if there is one, else from the free text."""
     value = parsed if parsed is not None else extract_json(text)
     if isinstance(value, dict) and field in value:
