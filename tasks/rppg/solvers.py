@@ -1,0 +1,165 @@
+"""Classical rPPG solvers: video -> RGB trace -> method (GREEN, ICA, CHROM, POS, PBV, LGI, OMIT) -> HR.
+
+The method runs on the whole trace; the BVP is then cut into windows and each window post-processed
+on its own (rPPG-Toolbox's `unsupervised_predictor.py` order). The prediction keeps the BVP itself so
+that `RppgTask.score` can compute SNR and MACC against the reference with the same chain.
+
+Options (`-S key=value`): band (toolbox|recommended), window_s (0 = whole video), hr_method
+(fft|peak), roi (face|full; skin-ROI videos always use full), fusion (mean|best-snr, multi-view),
+max_frames (decode at most this many frames), detect_every (face detection every N frames).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+import numpy as np
+
+from harness.core import JSON, HarnessError, Sample, Solver
+from harness.registry import register_solver
+from tasks.rppg.postprocess import BANDS, HR_METHODS, band_hz, estimate_hr, preprocess, snr_db, window_bounds
+
+METHOD_NAMES = ("green", "ica", "chrom", "pos", "pbv", "lgi", "omit")
+FUSIONS = ("mean", "best-snr")
+
+
+def _round(x: np.ndarray) -> list[float]:
+    """6 significant digits keep samples.jsonl small; every HR is computed from the rounded values."""
+    return [float(f"{v:.6g}") for v in np.asarray(x, dtype=np.float64)]
+
+
+def _nan_to_none(values: list[float]) -> list[float | None]:
+    return [v if np.isfinite(v) else None for v in values]
+
+
+def fill_missing(rgb: np.ndarray) -> np.ndarray:
+    """Linearly interpolate frames whose RGB is not finite (no face); error when no frame is usable."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    ok = np.all(np.isfinite(rgb), axis=1)
+    if ok.all():
+        return rgb
+    if not ok.any():
+        raise HarnessError("no usable frame: the face was not found in any frame")
+    t = np.arange(rgb.shape[0])
+    return np.stack([np.interp(t, t[ok], rgb[ok, c]) for c in range(3)], axis=1)
+
+
+def hr_windows(bvp: np.ndarray, fps: float, band: str, window_s: float, hr_method: str) -> dict[str, JSON]:
+    """Per-window predicted HR of a BVP trace (each window detrended and band-passed on its own)."""
+    bounds = window_bounds(len(bvp), fps, window_s)
+    hrs = [estimate_hr(preprocess(bvp[a:b], fps, band), fps, band, hr_method) for a, b in bounds]
+    return {"windows": [[a, b] for a, b in bounds], "windows_s": [[a / fps, b / fps] for a, b in bounds],
+            "hr_bpm": _nan_to_none(hrs)}
+
+
+def blind_snr_db(bvp: np.ndarray, fps: float, band: str) -> float:
+    """SNR around the signal's own periodogram peak (no reference needed): picks the best view."""
+    x = preprocess(bvp, fps, band)
+    if not np.any(x):  # a flat view (no signal at all) must never win
+        return float("-inf")
+    return snr_db(x, estimate_hr(x, fps, band, "fft"), fps, band)
+
+
+def fuse(views: dict[str, np.ndarray], fps: float, band: str, how: str) -> tuple[np.ndarray, str | None]:
+    """Fuse synchronised view BVPs: mean of z-scored signals, or the view with the best blind SNR."""
+    n = min(len(v) for v in views.values())
+    if how == "best-snr":
+        best = max(views, key=lambda k: blind_snr_db(views[k][:n], fps, band))
+        return views[best][:n], best
+    z = [(v[:n] - v[:n].mean()) / (v[:n].std() or 1.0) for v in views.values()]
+    return np.mean(z, axis=0), None
+
+
+class RppgSolver(Solver):
+    """Classical rPPG method on a face (or skin) RGB trace."""
+
+    method: ClassVar[str] = ""
+
+    def __init__(self, band: str = "toolbox", window_s: float | str = 0.0, hr_method: str = "fft",
+                 roi: str = "face", fusion: str = "mean", max_frames: int | str | None = None,
+                 detect_every: int | str | None = None) -> None:
+        def choose(name: str, value: str, allowed: tuple[str, ...]) -> str:
+            if value not in allowed:
+                raise HarnessError(f"solver {self.name!r}: {name}={value!r}; choose one of {', '.join(allowed)}")
+            return value
+
+        try:
+            window = float(window_s)
+            frames = int(max_frames) if max_frames not in (None, "", "none") else None
+            every = int(detect_every) if detect_every not in (None, "", "none") else None
+        except ValueError as exc:
+            raise HarnessError(f"solver {self.name!r}: bad numeric option ({exc})") from None
+        options: dict[str, Any] = {
+            "band": choose("band", band, tuple(BANDS)), "band_hz": list(band_hz(band)),
+            "window_s": max(window, 0.0), "hr_method": choose("hr_method", hr_method, HR_METHODS),
+            "roi": choose("roi", roi, ("face", "full")), "fusion": choose("fusion", fusion, FUSIONS),
+        }
+        if frames is not None:
+            options["max_frames"] = frames
+        if every is not None:
+            options["detect_every"] = every
+        super().__init__(**options)
+
+    async def solve(self, sample: Sample) -> JSON:
+        return await asyncio.to_thread(self.predict, sample)
+
+    def _trace(self, path: str, roi: str, fps: float | None) -> tuple[np.ndarray, float, float]:
+        from vision_models.rppg.trace import extract_rgb_trace
+
+        kwargs: dict[str, Any] = {"roi": roi, "max_frames": self.options.get("max_frames")}
+        if fps:  # frame folders (PURE) carry their rate in the sample, from the frame timestamps
+            kwargs["fps"] = fps
+        if roi == "face":
+            kwargs["detector"] = "haar"
+            if "detect_every" in self.options:
+                kwargs["detect_every"] = self.options["detect_every"]
+        trace = extract_rgb_trace(path, **kwargs)
+        return fill_missing(trace.rgb), float(trace.fps), float(trace.face_missing_fraction)
+
+    def predict(self, sample: Sample) -> dict[str, JSON]:
+        """Synchronous prediction for one video or multi-view recording."""
+        from vision_models.rppg.methods import METHODS
+
+        o = self.options
+        sources = sample.inputs.get("views") or {"video": sample.inputs["video"]}
+        roi = "full" if sample.inputs.get("skin_roi") else o["roi"]
+        bvps, missing, fps_seen = {}, {}, []
+        for view, path in sources.items():
+            rgb, fps, missing[view] = self._trace(path, roi, sample.inputs.get("fps"))
+            fps = fps if fps > 0 else float(sample.inputs.get("fps") or 0)
+            if fps <= 0:
+                raise HarnessError(f"{path}: unknown frame rate")
+            fps_seen.append(fps)
+            bvps[view] = np.asarray(_round(METHODS[self.method](rgb, fps)))
+        fps = float(np.mean(fps_seen))
+        if max(fps_seen) - min(fps_seen) > 0.01 * fps:
+            raise HarnessError(f"{sample.id}: views differ in frame rate ({fps_seen}); cannot fuse")
+        multi = "views" in sample.inputs
+        bvp, selected = fuse(bvps, fps, o["band"], o["fusion"]) if multi else (bvps["video"], None)
+        bvp = np.asarray(_round(bvp))
+        pred: dict[str, JSON] = {
+            "method": self.method, "fps": fps, "n_frames": len(bvp), "roi": roi,
+            **{k: o[k] for k in ("band", "band_hz", "window_s", "hr_method")},
+            **hr_windows(bvp, fps, o["band"], o["window_s"], o["hr_method"]),
+            "face_missing_fraction": float(np.mean(list(missing.values()))),
+            "bvp": _round(bvp),
+        }
+        if multi:
+            pred["fusion"], pred["selected_view"] = o["fusion"], selected
+            pred["views"] = {
+                v: {"face_missing_fraction": missing[v],
+                    "blind_snr_db": _nan_to_none([blind_snr_db(b, fps, o["band"])])[0],
+                    **hr_windows(b, fps, o["band"], o["window_s"], o["hr_method"]), "bvp": _round(b)}
+                for v, b in bvps.items()}
+        return pred
+
+
+def _make(method: str) -> type[RppgSolver]:
+    cls = type(f"{method.upper()}Solver", (RppgSolver,), {
+        "method": method, "__doc__": f"{method.upper()} classical rPPG on a face/skin RGB trace (rPPG-Toolbox chain)",
+        "__module__": __name__})
+    return register_solver(method, tasks=("rppg",), kind="classical")(cls)
+
+
+SOLVERS: dict[str, type[RppgSolver]] = {m: _make(m) for m in METHOD_NAMES}
