@@ -62,8 +62,10 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 class FaceTracker:
     """Runs the detector every `detect_every` frames and keeps a smoothed face box.
 
-    The largest detection wins; the box is an exponential moving average of detections (weight
-    `smoothing` for the new one) unless the face jumped (IoU < 0.2), then it is replaced. Frames
+    The largest detection wins. A detection within `deadband` (a share of the box width) of the
+    current box on every side leaves the box unchanged, so detector jitter of a pixel or two does
+    not step the ROI mean; a larger move updates the box as an exponential moving average (weight
+    `smoothing` for the new detection), and a jump (IoU < 0.2) replaces it. Frames
     between detections reuse the box. After `max_stale` frames without a successful detection, or
     before the first one, `update` returns None (missing). `box_scale` scales the box about its
     centre (rPPG-Toolbox enlarges it 1.5x for deep models).
@@ -75,6 +77,7 @@ class FaceTracker:
         detect_every: int = 10,
         detect_width: int = 320,
         smoothing: float = 0.5,
+        deadband: float = 0.1,
         max_stale: int = 60,
         box_scale: float = 1.0,
     ) -> None:
@@ -84,6 +87,7 @@ class FaceTracker:
         self.detect_every = detect_every
         self.detect_width = detect_width
         self.smoothing = smoothing
+        self.deadband = deadband
         self.max_stale = max_stale
         self.box_scale = box_scale
         self._box: np.ndarray | None = None  # float x0, y0, x1, y1
@@ -113,7 +117,7 @@ class FaceTracker:
             if new is not None:
                 if self._box is None or _iou(new, self._box) < 0.2:
                     self._box = new
-                else:
+                elif np.abs(new - self._box).max() > self.deadband * (self._box[2] - self._box[0]):
                     self._box = self.smoothing * new + (1 - self.smoothing) * self._box
                 self._since_found = 0
         self._index += 1
