@@ -1,9 +1,10 @@
 """Deep rPPG models (PhysNet, TS-CAN, EfficientPhys, PhysFormer, ...) behind one wrapper.
 
-The user supplies the network: a TorchScript file, or a state_dict checkpoint plus a factory that
-builds the module. Frames are face-cropped (box enlarged 1.5x, as rPPG-Toolbox does), resized to
-the model's input size, normalised, cut into chunks of `chunk_len` frames and run `batch_size`
-chunks at a time (on CUDA when available). Frames are streamed: memory holds one batch of chunks.
+The user supplies the network: a module, a TorchScript file (or a `torch.export` .pt2 archive), or
+a state_dict checkpoint plus a factory that builds the module. Frames are face-cropped (box
+enlarged 1.5x, as rPPG-Toolbox does), resized to the model's input size, normalised, cut into
+chunks of `chunk_len` frames and run `batch_size` chunks at a time (on CUDA when available).
+Frames are streamed: memory holds one batch of chunks.
 
 Normalisations follow rPPG-Toolbox's preprocessing names: "raw", "diff_normalized" ((x[t+1] - x[t])
 / (x[t+1] + x[t]), divided by its std, a zero frame last) and "standardized" ((x - mean) / std).
@@ -69,6 +70,8 @@ def _load_module(model: Any, factory: Callable[[], Any] | None, device: str) -> 
 
         raise DataError(f"{path}: no such model checkpoint")
     if factory is None:
+        if path.suffix == ".pt2":  # torch.export archive
+            return torch.export.load(str(path)).module()
         return torch.jit.load(str(path), map_location=device)
     module = factory()
     state = torch.load(str(path), map_location="cpu", weights_only=True)
