@@ -1,29 +1,32 @@
 """Per-sample result cache in SQLite.
 
-A finished sample is keyed by (task, protocol, fold, solver-config hash, sample id, data
-fingerprint). Rows are written in small transactions as samples finish (all samples completed in
-one event-loop turn share a commit), so `kill -9` loses at most the samples in flight. Errored
-samples are not cached: a re-run retries them.
+A finished sample's record (its samples.jsonl line) is keyed by (task, protocol, fold,
+solver-config hash, sample id, data fingerprint). Rows are written in small transactions as
+samples finish (all samples completed in one event-loop turn share a commit), so `kill -9` loses
+at most the samples in flight. Errored samples are not cached: a re-run retries them.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core import Record
-from harness.rundir import dumps
+from harness.fingerprint import config_hash
+from harness.rundir import record_from_line
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS results (
+CREATE TABLE IF NOT EXISTS scopes (
+  scope TEXT PRIMARY KEY,  -- hash of the five fields below
   task TEXT NOT NULL, protocol TEXT NOT NULL, fold TEXT NOT NULL, solver_hash TEXT NOT NULL,
-  data_fingerprint TEXT NOT NULL, sample_id TEXT NOT NULL,
-  prediction TEXT NOT NULL, scores TEXT NOT NULL, info TEXT NOT NULL, latency_s REAL NOT NULL,
-  created TEXT NOT NULL DEFAULT (datetime('now')),
-  PRIMARY KEY (task, protocol, fold, solver_hash, data_fingerprint, sample_id)
+  data_fingerprint TEXT NOT NULL, created TEXT NOT NULL DEFAULT (datetime('now'))
+);
+CREATE TABLE IF NOT EXISTS results (
+  scope TEXT NOT NULL, sample_id TEXT NOT NULL,
+  record TEXT NOT NULL,  -- the sample's samples.jsonl line, serialised once
+  PRIMARY KEY (scope, sample_id)
 )
 """
 
@@ -38,8 +41,11 @@ class CacheScope:
     solver_hash: str
     data_fingerprint: str
 
-    def key(self) -> tuple[str, str, str, str, str]:
+    def fields(self) -> tuple[str, str, str, str, str]:
         return (self.task, self.protocol, self.fold, self.solver_hash, self.data_fingerprint)
+
+    def key(self) -> str:
+        return config_hash(self.fields(), length=32)
 
 
 class ResultCache:
@@ -51,59 +57,27 @@ class ResultCache:
         # The OS keeps written pages when the process is killed; only a machine crash can lose
         # the last commits, which a re-run then recomputes.
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(SCHEMA)
+        self._db.executescript(SCHEMA)
 
-    def lookup(self, scope: CacheScope, sample_ids: Sequence[str]) -> dict[str, Record]:
-        """Cached records of this scope for the given ids (fold, target and groups filled by caller)."""
-        rows = self._db.execute(
-            "SELECT sample_id, prediction, scores, info, latency_s FROM results WHERE task=? AND protocol=?"
-            " AND fold=? AND solver_hash=? AND data_fingerprint=?",
-            scope.key(),
-        ).fetchall()
+    def lookup(self, scope: CacheScope, sample_ids: Sequence[str]) -> dict[str, tuple[Record, str]]:
+        """Cached (record, JSON line) pairs of this scope for the given ids."""
+        rows = self._db.execute("SELECT sample_id, record FROM results WHERE scope=?", (scope.key(),)).fetchall()
         wanted = set(sample_ids)
-        out = {}
-        for sid, pred, scores, info, latency in rows:
-            if sid in wanted:
-                out[sid] = Record(
-                    sample_id=sid,
-                    fold=scope.fold,
-                    target=None,
-                    prediction=json.loads(pred),
-                    scores=json.loads(scores),
-                    info=json.loads(info),
-                    latency_s=latency,
-                    cached=True,
-                )
-        return out
+        return {sid: (record_from_line(line, cached=True), line) for sid, line in rows if sid in wanted}
 
-    def store(self, scope: CacheScope, records: Iterable[Record]) -> None:
-        rows = [
-            (
-                *scope.key(),
-                r.sample_id,
-                dumps(r.prediction),
-                dumps(r.scores),
-                dumps(r.info),
-                r.latency_s,
-            )
-            for r in records
-            if r.ok
-        ]
+    def store(self, scope: CacheScope, items: Iterable[tuple[Record, str]]) -> None:
+        """Persist finished (record, JSON line) pairs in one transaction; errored records are skipped."""
+        key = scope.key()
+        rows = [(key, r.sample_id, line) for r, line in items if r.ok]
         if not rows:
             return
         self._db.execute("BEGIN")
-        self._db.executemany(
-            "INSERT OR REPLACE INTO results (task, protocol, fold, solver_hash, data_fingerprint, sample_id,"
-            " prediction, scores, info, latency_s) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            rows,
-        )
+        self._db.execute("INSERT OR IGNORE INTO scopes VALUES (?,?,?,?,?,?, datetime('now'))", (key, *scope.fields()))
+        self._db.executemany("INSERT OR REPLACE INTO results (scope, sample_id, record) VALUES (?,?,?)", rows)
         self._db.execute("COMMIT")
 
     def clear(self, scope: CacheScope) -> None:
-        self._db.execute(
-            "DELETE FROM results WHERE task=? AND protocol=? AND fold=? AND solver_hash=? AND data_fingerprint=?",
-            scope.key(),
-        )
+        self._db.execute("DELETE FROM results WHERE scope=?", (scope.key(),))
 
     def close(self) -> None:
         self._db.close()

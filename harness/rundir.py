@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import secrets
 import subprocess
-from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from harness.core import HarnessError, Record
 
@@ -21,22 +23,27 @@ TRACKED_PACKAGES = (
 
 
 def _default(obj: Any) -> Any:
-    """JSON for numpy scalars/arrays and paths, which solvers often return."""
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
+    """JSON for what orjson does not convert itself (paths, sets, numpy scalars of odd kinds)."""
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, (set, frozenset)):
         return sorted(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
 
 
+_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, default=_default, ensure_ascii=False)
+    """Compact JSON (orjson: numpy arrays and scalars become lists and numbers; NaN becomes null)."""
+    return orjson.dumps(obj, default=_default, option=_OPTS).decode()
 
 
 def to_jsonable(obj: Any) -> Any:
-    return json.loads(dumps(obj))
+    """`obj` as plain JSON types; raises TypeError if impossible."""
+    return orjson.loads(orjson.dumps(obj, default=_default, option=_OPTS))
 
 
 def now() -> str:
@@ -48,6 +55,7 @@ def new_run_id(task: str, solver: str) -> str:
     return f"{task}-{solver}-{stamp}-{secrets.token_hex(2)}".replace("/", "_").replace(":", "_")
 
 
+@functools.cache
 def package_versions() -> dict[str, str]:
     out = {}
     for name in TRACKED_PACKAGES:
@@ -58,6 +66,7 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+@functools.cache
 def git_commit() -> str | None:
     """The commit of the harness checkout, with "-dirty" when it has local changes."""
     here = Path(__file__).resolve().parent
@@ -81,17 +90,28 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def record_to_dict(r: Record) -> dict[str, Any]:
-    d = asdict(r)
-    d["groups"] = dict(r.groups)
-    d["info"] = dict(r.info)
-    return d
+    """The samples.jsonl fields of a record ("cached" is added when the file is written)."""
+    return {
+        "sample_id": r.sample_id, "fold": r.fold, "target": r.target, "prediction": r.prediction,
+        "scores": r.scores, "groups": r.groups, "info": r.info, "error": r.error, "latency_s": r.latency_s,
+    }
 
 
-def write_samples(path: Path, records: list[Record]) -> None:
+def record_line(r: Record) -> str:
+    return dumps(record_to_dict(r))
+
+
+def record_from_line(line: str, cached: bool = False) -> Record:
+    record = Record(**orjson.loads(line))
+    record.cached = cached
+    return record
+
+
+def write_samples(path: Path, lines: list[tuple[str, bool]]) -> None:
+    """Write (JSON line, cached) pairs; each line was serialised once, when its sample finished."""
     tmp = path.with_suffix(".jsonl.tmp")
     with tmp.open("w") as f:
-        for r in records:
-            f.write(dumps(record_to_dict(r)) + "\n")
+        f.writelines(f'{{"cached": {"true" if cached else "false"}, {line[1:]}\n' for line, cached in lines)
     os.replace(tmp, path)
 
 
@@ -100,7 +120,7 @@ def read_samples(path: Path) -> list[Record]:
     with path.open() as f:
         for line in f:
             if line.strip():
-                records.append(Record(**json.loads(line)))
+                records.append(Record(**orjson.loads(line)))
     return records
 
 

@@ -10,6 +10,7 @@ the run goes on. Finished samples reach the cache as they complete, so an interr
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -27,6 +28,8 @@ from harness.rundir import (
     new_run_id,
     now,
     package_versions,
+    record_from_line,
+    record_line,
     to_jsonable,
     write_json,
     write_samples,
@@ -94,32 +97,53 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}"
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _flat_json(obj: Any) -> bool:
+    """A JSON scalar (finite, if a float), or a dict of str -> such scalars: JSON round-trips it exactly."""
+    t = type(obj)
+    if t is float:
+        return math.isfinite(obj)
+    if t in _SCALARS:
+        return True
+    return t is dict and all(type(k) is str and type(v) is not dict and _flat_json(v) for k, v in obj.items())
+
+
 class SampleSink:
-    """Scores finished samples and persists them in batches of one event-loop turn."""
+    """Scores finished samples, serialises each once, and persists them in batches of one event-loop turn."""
 
     def __init__(self, task: Task, cache: ResultCache | None, scope: CacheScope, progress: RunProgress):
         self.task, self.cache, self.scope, self.progress = task, cache, scope, progress
-        self.records: dict[str, Record] = {}
-        self._pending: list[Record] = []
+        self.done: dict[str, tuple[Record, str]] = {}
+        self._pending: list[tuple[Record, str]] = []
         self._scheduled = False
 
     def add(self, sample: Sample, output: Any, latency_s: float, error: str | None) -> None:
-        info: dict[str, Any] = {}
-        prediction = output
-        if isinstance(output, SolverOutput):
-            prediction, info = output.prediction, dict(output.info)
+        prediction, info = (output.prediction, output.info) if isinstance(output, SolverOutput) else (output, {})
         record = Record(sample.id, self.scope.fold, sample.target, None, {}, sample.groups, {}, error, latency_s)
         if error is None:
             try:
-                record.prediction = to_jsonable(prediction)
-                record.info = to_jsonable(info)
-                record.scores = to_jsonable(self.task.score(sample, record.prediction))
+                record.prediction, record.info = prediction, dict(info)
+                record.scores = self.task.score(sample, prediction)
             except Exception as exc:  # a bad prediction is this sample's error, not the run's
                 record.error = f"scoring failed: {_error_text(exc)}"
-        self.records[sample.id] = record
+        try:
+            line = record_line(record)
+        except TypeError as exc:  # something JSON cannot hold: this sample's error
+            record.prediction, record.info, record.scores = None, {}, {}
+            record.error = f"output not JSON-serialisable: {_error_text(exc)}"
+            record.target, record.groups = to_jsonable(str(sample.target)), {}
+            line = record_line(record)
+        # A fresh record must equal what a cached re-run reads back (tuples -> lists, numpy -> numbers):
+        # parse the line back unless every field is already plain JSON (the common, fast case).
+        if not (_flat_json(record.prediction) and _flat_json(record.scores) and _flat_json(record.info)):
+            record = record_from_line(line)
+        item = (record, line)
+        self.done[sample.id] = item
         self.progress.advance(error=record.error is not None)
-        if self.cache is not None and record.ok:
-            self._pending.append(record)
+        if self.cache is not None and record.error is None:
+            self._pending.append(item)
             if not self._scheduled:
                 self._scheduled = True
                 asyncio.get_running_loop().call_soon(self.flush)
@@ -172,16 +196,14 @@ async def _run_folds(
     scope_of: Callable[[str], CacheScope],
     progress: RunProgress,
     ctx: RunContext,
-) -> tuple[list[Record], int]:
-    records: list[Record] = []
+) -> tuple[list[tuple[Record, str]], int]:
+    """Every test sample of every fold once, in data order, as (record, samples.jsonl line)."""
+    done: list[tuple[Record, str]] = []
     n_cached = 0
     for fold in folds:
         test = _limit(fold, config.limit)
         scope = scope_of(fold.name)
         hits = cache.lookup(scope, [s.id for s in test]) if cache is not None else {}
-        for s in test:
-            if s.id in hits:
-                hits[s.id].target, hits[s.id].groups = s.target, dict(s.groups)
         todo = [s for s in test if s.id not in hits]
         n_cached += len(hits)
         progress.start_fold(fold.name, total=len(test), cached=len(hits))
@@ -195,8 +217,8 @@ async def _run_folds(
                 await solve_ray(config, ctx, fold, todo, sink, settings.concurrency)
             else:
                 await solve_local(solver, todo, sink, settings.concurrency)
-        records.extend(hits.get(s.id) or sink.records[s.id] for s in test)
-    return records, n_cached
+        done.extend(hits.get(s.id) or sink.done[s.id] for s in test)
+    return done, n_cached
 
 
 def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> RunResult:
@@ -204,13 +226,14 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
     bad configuration or data; errors of single samples are recorded, not raised."""
     started, t0 = now(), time.perf_counter()
     task = get_task(config.task)
-    protocol = config.protocol or task.default_protocol
-    if protocol not in task.protocols:
-        raise HarnessError(f"task {task.name!r} has no protocol {protocol!r}; choose from {', '.join(task.protocols)}")
+    if config.protocol and config.protocol not in task.protocols:
+        raise HarnessError(
+            f"task {task.name!r} has no protocol {config.protocol!r}; choose from {', '.join(task.protocols)}")
+    data_dir = task.resolve_data(settings.data)
+    protocol = config.protocol or task.detect_protocol(data_dir) or task.default_protocol
     solver_name = config.solver or task.default_solver
     config = RunConfig(**{**asdict(config), "protocol": protocol, "solver": solver_name,
                           "solver_options": config.solver_options, "judges": tuple(config.judges)})
-    data_dir = task.resolve_data(settings.data)
     fingerprint = task.fingerprint(data_dir)
     folds = task.folds(data_dir, protocol)
     ctx = RunContext(
@@ -246,7 +269,7 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
     progress = RunProgress(f"{task.name}/{protocol} · {solver_name}", total, enabled=settings.show_progress,
                            console=console)
 
-    async def main() -> tuple[list[Record], int]:
+    async def main() -> tuple[list[tuple[Record, str]], int]:
         try:
             with progress:
                 return await _run_folds(task, solver, folds, config, settings, cache, scope_of, progress, ctx)
@@ -254,13 +277,14 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
             await solver.aclose()
 
     try:
-        records, n_cached = asyncio.run(main())
+        done, n_cached = asyncio.run(main())
     except BaseException:
         manifest.update(status="interrupted", finished=now())
         write_json(run_dir / "manifest.json", manifest)
         cache.close()
         raise
     cache.close()
+    records = [r for r, _ in done]
 
     metric_defs = task.metrics(protocol)
     metrics = bootstrap(metric_defs, records, cluster_key=task.cluster_key, n_boot=config.n_boot, seed=config.seed)
@@ -270,7 +294,7 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
         report = {"error": f"report failed: {_error_text(exc)}", "traceback": traceback.format_exc()}
     wall = time.perf_counter() - t0
     n_errors = sum(not r.ok for r in records)
-    write_samples(run_dir / "samples.jsonl", records)
+    write_samples(run_dir / "samples.jsonl", [(line, r.cached) for r, line in done])
     write_json(
         run_dir / "metrics.json",
         {

@@ -51,42 +51,66 @@ class MetricValue:
         return f"{self.value * s:.{digits}f} [{self.ci_low * s:.{digits}f}, {self.ci_high * s:.{digits}f}]"
 
 
-def _folds(records: Sequence[Record]) -> list[list[int]]:
+def _folds(records: Sequence[Record]) -> list[np.ndarray]:
     order: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         order.setdefault(r.fold, []).append(i)
-    return list(order.values())
+    return [np.asarray(v, dtype=np.int64) for v in order.values()]
 
 
-def _units(records: Sequence[Record], indices: list[int], cluster_key: str | None) -> list[list[int]]:
+class _Units:
     """Resampling units of one fold: single samples, or clusters of samples sharing a group key."""
-    if cluster_key is None:
-        return [[i] for i in indices]
-    clusters: dict[str, list[int]] = {}
-    for i in indices:
-        clusters.setdefault(str(records[i].groups.get(cluster_key, records[i].sample_id)), []).append(i)
-    return list(clusters.values())
+
+    def __init__(self, records: Sequence[Record], indices: np.ndarray, cluster_key: str | None) -> None:
+        self.indices = indices
+        self.clusters: list[np.ndarray] | None = None
+        if cluster_key is not None:
+            groups: dict[str, list[int]] = {}
+            for i in indices:
+                r = records[i]
+                groups.setdefault(str(r.groups.get(cluster_key, r.sample_id)), []).append(int(i))
+            self.clusters = [np.asarray(g, dtype=np.int64) for g in groups.values()]
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        if self.clusters is None:
+            return self.indices[rng.integers(0, len(self.indices), len(self.indices))]
+        picks = rng.integers(0, len(self.clusters), len(self.clusters))
+        return np.concatenate([self.clusters[u] for u in picks])
 
 
-def evaluate(metric: Metric, records: Sequence[Record], folds: list[list[int]] | None = None) -> float:
+def _value(metric: Metric, records: Sequence[Record], idx: np.ndarray, scores: np.ndarray | None) -> float:
+    if scores is not None:
+        return float(scores[idx].mean()) if len(idx) else float("nan")
+    return metric.compute([records[i] for i in idx])
+
+
+def _scores(metric: Metric, records: Sequence[Record]) -> np.ndarray | None:
+    if metric.mean_of is None:
+        return None
+    return np.fromiter((r.scores[metric.mean_of] for r in records), dtype=float, count=len(records))
+
+
+def _replicate(metric: Metric, records: Sequence[Record], idx_folds: list[np.ndarray],
+               scores: np.ndarray | None) -> float:
+    if metric.per_fold:
+        return float(np.mean([_value(metric, records, f, scores) for f in idx_folds]))
+    return _value(metric, records, np.concatenate(idx_folds), scores)
+
+
+def evaluate(metric: Metric, records: Sequence[Record], folds: list[np.ndarray] | None = None) -> float:
     """The metric's point value: mean over folds when `per_fold`, else on all records pooled."""
     if not records:
         return float("nan")
-    if not metric.per_fold:
-        return float(metric.fn(records))
     folds = folds if folds is not None else _folds(records)
-    return float(np.mean([metric.fn([records[i] for i in f]) for f in folds]))
+    return _replicate(metric, records, folds, _scores(metric, records))
 
 
-def _resample(
-    rng: np.random.Generator, fold_units: list[list[list[int]]], per_fold: bool
-) -> list[list[int]]:
-    """One bootstrap replicate: per fold, draw units with replacement; returns index lists per fold."""
-    out = []
-    for units in fold_units:
-        draw = rng.integers(0, len(units), len(units))
-        out.append([i for u in draw for i in units[u]])
-    return out if per_fold else [[i for f in out for i in f]]
+def _percentiles(reps: list[float], alpha: float) -> tuple[float, float]:
+    r = np.asarray(reps, dtype=float)
+    r = r[~np.isnan(r)]
+    if not r.size:
+        return float("nan"), float("nan")
+    return float(np.percentile(r, 100 * alpha / 2)), float(np.percentile(r, 100 * (1 - alpha / 2)))
 
 
 def bootstrap(
@@ -101,28 +125,18 @@ def bootstrap(
     """Point values and percentile-bootstrap CIs for each metric over the successful records."""
     ok = [r for r in records if r.ok]
     folds = _folds(ok)
-    fold_units = [_units(ok, f, cluster_key) for f in folds]
+    units = [_Units(ok, f, cluster_key) for f in folds]
+    scores = {m.name: _scores(m, ok) for m in metrics}
     rng = np.random.default_rng(seed)
     reps: dict[str, list[float]] = {m.name: [] for m in metrics}
-    if ok and n_boot > 0:
-        for _ in range(n_boot):
-            idx_folds = _resample(rng, fold_units, True)
-            for m in metrics:
-                if m.per_fold:
-                    vals = [m.fn([ok[i] for i in f]) for f in idx_folds]
-                    reps[m.name].append(float(np.mean(vals)))
-                else:
-                    reps[m.name].append(float(m.fn([ok[i] for f in idx_folds for i in f])))
+    for _ in range(n_boot if ok else 0):
+        idx_folds = [u.draw(rng) for u in units]
+        for m in metrics:
+            reps[m.name].append(_replicate(m, ok, idx_folds, scores[m.name]))
     out = {}
     for m in metrics:
-        value = evaluate(m, ok, folds)
-        r = np.asarray(reps[m.name], dtype=float)
-        r = r[~np.isnan(r)]
-        lo, hi = (
-            (float(np.percentile(r, 100 * alpha / 2)), float(np.percentile(r, 100 * (1 - alpha / 2))))
-            if r.size
-            else (float("nan"), float("nan"))
-        )
+        value = _replicate(m, ok, folds, scores[m.name]) if ok else float("nan")
+        lo, hi = _percentiles(reps[m.name], alpha)
         out[m.name] = MetricValue(m.name, value, lo, hi, len(ok), m.higher_is_better, m.scale)
     return out
 
@@ -160,26 +174,16 @@ def paired_bootstrap(
     if not pairs:
         return Comparison(metric.name, nan, nan, nan, nan, nan, nan, 0, metric.scale)
     folds = _folds(ra)
-    va, vb = evaluate(metric, ra, folds), evaluate(metric, rb, folds)
-    fold_units = [_units(ra, f, cluster_key) for f in folds]
+    sa, sb = _scores(metric, ra), _scores(metric, rb)
+    va, vb = _replicate(metric, ra, folds, sa), _replicate(metric, rb, folds, sb)
+    units = [_Units(ra, f, cluster_key) for f in folds]
     rng = np.random.default_rng(seed)
     diffs = np.empty(n_boot)
     for k in range(n_boot):
-        idx_folds = _resample(rng, fold_units, metric.per_fold)
-        da = evaluate(metric, [ra[i] for f in idx_folds for i in f], _offsets(idx_folds))
-        db = evaluate(metric, [rb[i] for f in idx_folds for i in f], _offsets(idx_folds))
-        diffs[k] = da - db
+        idx_folds = [u.draw(rng) for u in units]
+        diffs[k] = _replicate(metric, ra, idx_folds, sa) - _replicate(metric, rb, idx_folds, sb)
     diffs = diffs[~np.isnan(diffs)]
-    lo, hi = float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+    lo, hi = _percentiles(list(diffs), 0.05)
     below, above = int((diffs <= 0).sum()), int((diffs >= 0).sum())
     p = min(1.0, 2 * min(below + 1, above + 1) / (len(diffs) + 1))
     return Comparison(metric.name, va, vb, va - vb, lo, hi, p, len(pairs), metric.scale)
-
-
-def _offsets(idx_folds: list[list[int]]) -> list[list[int]]:
-    """Fold index lists re-expressed as positions in the flattened replicate."""
-    out, start = [], 0
-    for f in idx_folds:
-        out.append(list(range(start, start + len(f))))
-        start += len(f)
-    return out
