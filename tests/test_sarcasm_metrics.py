@@ -10,7 +10,7 @@ from pathlib import Path
 from statistics import mean
 
 import pytest
-from sklearn.metrics import f1_score, precision_recall_fscore_support
+from sklearn.metrics import classification_report, f1_score, precision_recall_fscore_support
 
 from harness.core import HarnessError, Record, RunContext, Sample
 from harness.registry import make_solver
@@ -51,6 +51,31 @@ def test_metrics_equal_sklearn_weighted_and_macro_averages() -> None:
     assert values["macro_f1"] == pytest.approx(f1_score(targets, predictions, average="macro"))
     assert values["accuracy"] == pytest.approx(sum(t == p for t, p in zip(targets, predictions, strict=True)) / 120)
     assert values["weighted_f1"] != pytest.approx(values["macro_f1"])  # unbalanced: the two averages differ
+
+
+def test_weighted_scores_equal_the_classification_report_the_paper_averaged() -> None:
+    targets = [True] * 69 + [False] * 69
+    predictions = [True] * 50 + [False] * 19 + [True] * 30 + [False] * 39
+    values = metric_values(records_of(targets, predictions))
+    weighted = classification_report(targets, predictions, output_dict=True)["weighted avg"]
+    assert values["weighted_precision"] == pytest.approx(weighted["precision"])
+    assert values["weighted_recall"] == pytest.approx(weighted["recall"])
+    assert values["weighted_f1"] == pytest.approx(weighted["f1-score"])
+
+
+def test_invalid_predictions_match_sklearn_with_a_never_matching_label() -> None:
+    rng = random.Random(3)
+    targets = [rng.random() < 0.5 for _ in range(90)]
+    predictions = [rng.choice([True, False, None]) for _ in range(90)]
+    y_true = [int(t) for t in targets]
+    y_pred = [-1 if p is None else int(p) for p in predictions]
+    values = metric_values(records_of(targets, predictions))
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=[0, 1], average="weighted", zero_division=0)
+    assert (values["weighted_precision"], values["weighted_recall"], values["weighted_f1"]) == pytest.approx(
+        (precision, recall, f1))
+    assert values["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, labels=[0, 1], average="macro"))
+    assert values["accuracy"] < 0.7  # a third of the answers are invalid and count as wrong
 
 
 def test_metrics_are_per_fold_in_percent_with_weighted_f1_first() -> None:
@@ -127,3 +152,21 @@ def test_report_has_per_fold_and_pooled_confusion_matrices(tmp_path: Path) -> No
     assert report["pooled"]["invalid_predictions"] == 1
     assert report["per_fold"]["fold2"]["confusion_matrix"]["counts"] == [[1, 0, 0], [0, 0, 0]]
     assert report["pooled"]["per_class"]["sarcastic"]["precision"] == pytest.approx(0.5)
+
+
+def test_reference_rows_use_this_tasks_protocols_and_metric_names() -> None:
+    from harness.leaderboard import reference_rows
+
+    rows = reference_rows("sarcasm", Path(__file__).resolve().parents[1] / "leaderboards" / "references")
+    task = SarcasmTask()
+    metric_names = {m.name for m in task.metrics("speaker-dependent")}
+    assert {r.protocol for r in rows} == {"speaker-dependent", "speaker-independent"}
+    for row in rows:
+        assert row.protocol in task.protocols and set(row.metrics) <= metric_names
+        assert all(1 < v["value"] < 100 for v in row.metrics.values())  # percent, not fractions
+    majority = next(r for r in rows if r.protocol == "speaker-independent" and r.method == "Majority class")
+    # Always "not sarcastic" on FRIENDS (204 not / 152 sarcastic of 356): P = (204/356)^2, R = 204/356.
+    share = 204 / 356
+    assert majority.metrics["weighted_recall"]["value"] == pytest.approx(100 * share, abs=0.05)
+    assert majority.metrics["weighted_precision"]["value"] == pytest.approx(100 * share**2, abs=0.05)
+    assert majority.metrics["weighted_f1"]["value"] == pytest.approx(100 * share * 2 * share / (share + 1), abs=0.05)

@@ -4,3 +4,4 @@ from tasks.sarcasm import solvers  # noqa: F401  (importing registers majority, 
 from tasks.sarcasm.task import SarcasmTask
 
 __all__ = ["SarcasmTask"]
+from tasks.sarcasm import mllm_solver  # noqa: F401

@@ -5,7 +5,8 @@ no class, so it counts as wrong instead of being silently read as "not sarcastic
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from harness.core import Metric, Record
@@ -42,29 +43,56 @@ def label_arrays(records: Sequence[Record]) -> tuple[list[int], list[int]]:
     return y_true, y_pred
 
 
-def _weighted(index: int) -> Callable[[Sequence[Record]], float]:
-    def compute(records: Sequence[Record]) -> float:
-        from sklearn.metrics import precision_recall_fscore_support
+@dataclass(frozen=True)
+class ClassScores:
+    """Precision, recall, F1 and support of one class, with sklearn's zero_division=0 convention."""
 
-        y_true, y_pred = label_arrays(records)
-        scores = precision_recall_fscore_support(
-            y_true, y_pred, labels=list(CLASS_LABELS), average="weighted", zero_division=0
-        )
-        return float(scores[index])
-
-    return compute
+    precision: float
+    recall: float
+    f1: float
+    support: int
 
 
-weighted_precision = _weighted(0)
-weighted_recall = _weighted(1)
-weighted_f1 = _weighted(2)
+def class_scores(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[int, ClassScores]:
+    """Per-class scores from counts: what sklearn's precision_recall_fscore_support(labels=[0, 1])
+    returns, computed directly because the bootstrap calls the metrics thousands of times."""
+    pairs = Counter(zip(y_true, y_pred, strict=True))
+    true_counts, pred_counts = Counter(y_true), Counter(y_pred)
+    scores = {}
+    for label in CLASS_LABELS:
+        hits = pairs[(label, label)]
+        precision = hits / pred_counts[label] if pred_counts[label] else 0.0
+        recall = hits / true_counts[label] if true_counts[label] else 0.0
+        # F1 = 2tp / (2tp + fp + fn), as sklearn computes it; 0 when undefined.
+        denominator = pred_counts[label] + true_counts[label]
+        f1 = 2 * hits / denominator if denominator else 0.0
+        scores[label] = ClassScores(precision, recall, f1, true_counts[label])
+    return scores
+
+
+def _support_weighted(records: Sequence[Record], field_name: str) -> float:
+    """sklearn's "weighted avg": the class scores weighted by each class's number of true samples."""
+    scores = class_scores(*label_arrays(records))
+    total = sum(s.support for s in scores.values())
+    return sum(getattr(s, field_name) * s.support for s in scores.values()) / total if total else 0.0
+
+
+def weighted_precision(records: Sequence[Record]) -> float:
+    return _support_weighted(records, "precision")
+
+
+def weighted_recall(records: Sequence[Record]) -> float:
+    return _support_weighted(records, "recall")
+
+
+def weighted_f1(records: Sequence[Record]) -> float:
+    return _support_weighted(records, "f1")
 
 
 def macro_f1(records: Sequence[Record]) -> float:
-    from sklearn.metrics import f1_score
-
-    y_true, y_pred = label_arrays(records)
-    return float(f1_score(y_true, y_pred, labels=list(CLASS_LABELS), average="macro", zero_division=0))
+    """Unweighted mean of the two classes' F1 (the invalid label is not a class)."""
+    scores = class_scores(*label_arrays(records))
+    return sum(s.f1 for s in scores.values()) / len(scores)
 
 
 def accuracy(records: Sequence[Record]) -> float:
@@ -85,14 +113,10 @@ def sarcasm_metrics() -> list[Metric]:
 
 def confusion_summary(records: Sequence[Record]) -> dict[str, Any]:
     """Confusion counts (rows: true class; columns: predicted class or invalid) and per-class P/R/F1."""
-    from sklearn.metrics import precision_recall_fscore_support
-
     y_true, y_pred = label_arrays(records)
     pairs = Counter(zip(y_true, y_pred, strict=True))
     matrix = [[pairs[(true, pred)] for pred in (*CLASS_LABELS, INVALID)] for true in CLASS_LABELS]
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=list(CLASS_LABELS), average=None, zero_division=0
-    )
+    scores = class_scores(y_true, y_pred)
     return {
         "confusion_matrix": {
             "rows_true": list(CLASS_NAMES),
@@ -100,9 +124,9 @@ def confusion_summary(records: Sequence[Record]) -> dict[str, Any]:
             "counts": matrix,
         },
         "per_class": {
-            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                   "support": int(support[i])}
-            for i, name in enumerate(CLASS_NAMES)
+            name: {"precision": scores[label].precision, "recall": scores[label].recall, "f1": scores[label].f1,
+                   "support": scores[label].support}
+            for label, name in zip(CLASS_LABELS, CLASS_NAMES, strict=True)
         },
         "n": len(y_true),
         "invalid_predictions": sum(p == INVALID for p in y_pred),

@@ -68,6 +68,8 @@ def _context_text(sample: Sample) -> str:
 class TfidfSolver(Solver):
     """Word + char n-gram TF-IDF with a linear SVM or logistic regression, fitted per fold."""
 
+    batch_size = 256  # one vectorizer pass per batch instead of one per sample
+
     def __init__(
         self, features: str = "utterance", classifier: str = "svm", C: float = DEFAULT_C,  # noqa: N803
         scale: bool = False, **options: Any,
