@@ -73,6 +73,7 @@ def test_resolve_data_accepts_the_data_root_holding_a_mustard_folder(tmp_path: P
     root = tmp_path / "root"
     shutil.copytree(mustard_copy, root / "mustard")
     assert SarcasmTask().resolve_data(root) == root / "mustard"
+    assert SarcasmTask().detect_protocol(root / "mustard") is None  # MUStARD: the default protocol
 
 
 def test_without_data_harness_data_is_used_and_nothing_is_downloaded(
@@ -152,6 +153,7 @@ def test_mustard_plus_plus_5fold_split_is_stratified_and_seeded(tmp_path: Path) 
     for fold in folds:
         assert Counter(s.target for s in fold.test) == {True: 1, False: 1}
         assert not {s.id for s in fold.train} & {s.id for s in fold.test}
+    assert task.detect_protocol(tmp_path) == "mustard++-5fold"
     again = task.folds(tmp_path, "mustard++-5fold")
     assert [[s.id for s in f.test] for f in folds] == [[s.id for s in f.test] for f in again]
     with pytest.raises(DataError, match="use --protocol mustard\\+\\+-5fold"):

@@ -70,6 +70,12 @@ class SarcasmTask(Task):
                             "or pass --data)")
         return validate_data_dir(folder)
 
+    def detect_protocol(self, data_dir: Path) -> str | None:
+        """A folder holding only MUStARD++'s CSV implies its 5-fold protocol."""
+        if _is_plus_plus_folder(data_dir) and not _is_mustard_folder(data_dir):
+            return PLUS_PLUS_5FOLD
+        return None
+
     def folds(self, data_dir: Path, protocol: str) -> list[Fold]:
         if protocol not in self.protocols:
             raise DataError(f"unknown protocol {protocol!r} for sarcasm; choose one of {', '.join(self.protocols)}")
