@@ -19,6 +19,7 @@ from harness.leaderboard import BoardRow
 from harness.rundir import record_to_dict
 
 console = Console()
+TABLE_METRICS = 3  # metrics shown in the terminal board unless --metrics names others
 
 
 def _fmt(v: float | None, digits: int = 1) -> str:
@@ -120,20 +121,28 @@ def print_board(rows: list[BoardRow], fmt: str, wanted: list[str] | None = None,
     if fmt == "html":
         out.write(board_html(rows, names))
         return
+    if not wanted:
+        names = names[:TABLE_METRICS]  # headline first; --metrics or csv/json for the rest
+    width = None if getattr(out, "isatty", lambda: False)() else 200
+    con = Console(file=out, width=width)
     for kind, title in (("measured", "measured runs (95% bootstrap CI)"), ("reference", "reference rows (papers)")):
         part = [r for r in rows if r.kind == kind]
         t = Table(title=title)
         for col in ("task", "protocol", "method", *names):
             t.add_column(col, justify="right" if col in names else "left")
-        t.add_column("n" if kind == "measured" else "verified")
-        t.add_column("run" if kind == "measured" else "source")
+        if kind == "measured":
+            t.add_column("n")
+            t.add_column("run", overflow="fold")
+        else:
+            t.add_column("verified")
+            t.add_column("source", overflow="fold")
         for r in part:
             last = (f"{r.n_samples}" + (f" ({r.n_errors} err)" if r.n_errors else "")) if kind == "measured" else (
                 "yes" if r.verified else "no")
             t.add_row(r.task, r.protocol, r.method, *(_cell(r, n) for n in names), last, r.source)
         if not part:
             t.add_row(*(["(none)"] + [""] * (len(names) + 4)))
-        Console(file=out if out is not sys.stdout else None).print(t)
+        con.print(t)
 
 
 def board_html(rows: list[BoardRow], names: list[str]) -> str:
