@@ -17,6 +17,7 @@ from harness.core import Record
 from harness.fingerprint import config_hash
 from harness.rundir import record_from_line
 
+CACHE_VERSION = 2  # bump when the stored record format changes
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scopes (
   scope TEXT PRIMARY KEY,  -- hash of the five fields below
@@ -57,6 +58,11 @@ class ResultCache:
         # The OS keeps written pages when the process is killed; only a machine crash can lose
         # the last commits, which a re-run then recomputes.
         self._db.execute("PRAGMA synchronous=NORMAL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version != CACHE_VERSION:
+            # A cache written by another harness version: it is only a cache, so start it afresh.
+            self._db.executescript("DROP TABLE IF EXISTS results; DROP TABLE IF EXISTS scopes;")
+            self._db.execute(f"PRAGMA user_version={CACHE_VERSION}")
         self._db.executescript(SCHEMA)
 
     def lookup(self, scope: CacheScope, sample_ids: Sequence[str]) -> dict[str, tuple[Record, str]]:

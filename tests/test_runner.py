@@ -146,3 +146,15 @@ def test_kill_9_midway_then_rerun_equals_uninterrupted(tmp_path):
     fresh = run(RunConfig("toy", solver="slow", solver_options=(("delay", 0.05),)),
                 settings(tmp_path / "fresh", data, concurrency=8))
     assert fresh.metrics["accuracy"].value == metrics["metrics"]["accuracy"]["value"]
+
+
+def test_cache_from_another_version_is_rebuilt_not_fatal(tmp_path, toy_data):
+    import sqlite3
+
+    out = tmp_path / "runs"
+    out.mkdir()
+    with sqlite3.connect(out / "cache.sqlite") as db:  # an old layout without the `record` column
+        db.execute("CREATE TABLE results (task TEXT, sample_id TEXT, prediction TEXT)")
+    res = run(RunConfig("toy", solver="echo"), settings(tmp_path, toy_data))
+    assert res.n_errors == 0 and res.metrics["accuracy"].value == 1.0
+    assert run(RunConfig("toy", solver="echo"), settings(tmp_path, toy_data)).n_cached == 40

@@ -1,0 +1,30 @@
+"""`--executor ray` gives the same records and metrics as the local loop."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import shared_data_path
+
+from harness.runner import RunConfig, RunSettings, run
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.mark.slow
+def test_ray_executor_matches_local(tmp_path):
+    data = shared_data_path("mustard")
+    cfg = RunConfig("sarcasm", protocol="speaker-dependent", solver="tfidf", limit=20, n_boot=50)
+
+    def settings(name: str, executor: str) -> RunSettings:
+        return RunSettings(data=data, out_dir=tmp_path / name, executor=executor, concurrency=2,
+                           show_progress=False, db_url=None)
+
+    local = run(cfg, settings("local", "local"))
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        remote = run(cfg, settings("ray", "ray"))
+    finally:
+        ray.shutdown()
+    assert remote.n_errors == 0 and len(remote.records) == 100
+    assert [(r.sample_id, r.prediction) for r in remote.records] == [(r.sample_id, r.prediction) for r in local.records]
+    assert remote.metrics["weighted_f1"].value == pytest.approx(local.metrics["weighted_f1"].value)
