@@ -198,7 +198,7 @@ def test_macro_f1_matches_sklearn_on_fixture(motor_dir: Path) -> None:
             p["emotion"] = "bored"  # not in the vocabulary: invalid
         preds.append(p)
     records = _records(task, samples, preds)
-    values = {m.name: m.fn(records) for m in motor_metrics()}
+    values = {m.name: m.compute(records) for m in motor_metrics()}
     for head in HEADS:
         y_true = [s.target[head] for s in samples]
         y_pred = [p[head] if p[head] in vocab[head] else INVALID for p in preds]
