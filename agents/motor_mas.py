@@ -170,12 +170,12 @@ class MotorMAS:
             return answer.value.model_dump()
         out: dict[str, Any] = {"label": None, "evidence": "", "confidence": 0.0, "error": answer.error}
         label = find_label(answer.text, labels)  # tolerant free-text fallback
-        extra: dict[str, Any] = {"extracted_by": "text"}
+        by = "text"
         if label is None and self.extractor is not None:
-            label, info = await self.extractor(answer.text, head, labels)
-            extra = {"extracted_by": "judge", "judge": info}
+            label, out["judge"] = await self.extractor(answer.text, head, labels)
+            by = "judge"
         if label is not None:
-            out.update(label=label, **extra)
+            out.update(label=label, extracted_by=by)
         else:
             out.update(invalid=True, raw=answer.text[:2000])
         return out

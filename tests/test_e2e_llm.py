@@ -173,3 +173,74 @@ def test_motor_mas_through_transformers_serve(tiny_vlm_server: Any, motor_dir: P
         assert [e["node"] for e in trace] == ["behavior", "cognition", "emotion", "coordinator"]
         assert trace[0]["input"].startswith("video[2 frames]") and all(e["raw"] for e in trace)
         assert "stopping" in trace[-1]["note"]
+
+
+# -- the sarcasm MLLM solver's reading of answers -----------------------------------------------------
+SARCASM_ANSWERS = ['{"sarcastic": true}', "Yes, that is sarcastic.", "No.", "It is not sarcastic", "maybe, who knows"]
+
+
+def sarcasm_answer(prompt: str, body: dict[str, Any]) -> str:
+    return SARCASM_ANSWERS[int(hashlib.sha1(prompt.encode()).hexdigest(), 16) % len(SARCASM_ANSWERS)]
+
+
+def test_sarcasm_mllm_reads_json_free_text_and_flags_the_rest(shared_data: Any, tmp_path: Path) -> None:
+    with FakeOpenAIServer(ServerConfig(answer=f"{__name__}:sarcasm_answer")) as srv:
+        m = _run(["--task", "sarcasm", "--model", "fake-model", "--base-url", srv.base_url,
+                  "--data", str(shared_data("mustard")), "--limit", "8", "-S", "context=False"], tmp_path)
+        bodies = srv.bodies()
+    expect = {SARCASM_ANSWERS[0]: True, SARCASM_ANSWERS[1]: True, SARCASM_ANSWERS[2]: False,
+              SARCASM_ANSWERS[3]: False, SARCASM_ANSWERS[4]: None}
+    assert m["n_errors"] == 0 and len({s["info"]["raw"] for s in m["samples"]}) >= 3
+    for s in m["samples"]:
+        assert s["prediction"] is expect[s["info"]["raw"]]
+        assert s["info"].get("invalid", False) is (s["prediction"] is None)
+        assert s["info"]["parsed_by"] == ("schema" if s["info"]["raw"] == SARCASM_ANSWERS[0] else "text")
+    assert all("Context:" not in b["messages"][1]["content"] for b in bodies)
+
+
+def test_sarcasm_mllm_prompt_options() -> None:
+    from agents.llm import CallSettings
+    from harness.core import Sample
+    from tasks.sarcasm.mllm_solver import SarcasmMLLMSolver
+
+    sample = Sample("1", {"utterance": "Oh great.", "speaker": "CHANDLER", "context": ["It rains.", "Again."],
+                          "context_speakers": ["ROSS", "MONICA"], "video": "/clips/1.mp4"}, True)
+    full = SarcasmMLLMSolver(None, CallSettings(), frames=3).messages(sample)[1].content  # type: ignore[arg-type]
+    assert full[0].type == "video" and full[0].num_frames == 3 and full[0].path == "/clips/1.mp4"
+    assert full[1].text == "Context:\nROSS: It rains.\nMONICA: Again.\n\nUtterance:\nCHANDLER: Oh great."
+    bare = SarcasmMLLMSolver(None, CallSettings(), frames=0, context=False, speaker="false")  # type: ignore[arg-type]
+    parts = bare.messages(sample)[1].content
+    assert [p.type for p in parts] == ["text"] and parts[0].text == "Utterance:\nOh great."
+    assert bare.config() == {"solver": "mllm", "context": False, "speaker": False, "frames": 0}
+
+
+# -- --judge: label extraction from unparseable answers -------------------------------------------------
+def judged_answer(prompt: str, body: dict[str, Any]) -> str:
+    """The solver's model hedges in prose; judge-a and judge-b read it as the second label, except on
+    cognition, where judge-b reads the third."""
+    if "rubric label-extraction" not in _system(body):
+        return "Hmm, hard to say from this clip; perhaps the second option."
+    labels = prompt.split("from this list: ", 1)[1].split(".\n", 1)[0].split(", ")
+    pick = 2 if body["model"] == "judge-b" and "choose one cognition label" in prompt else 1
+    return json.dumps({"label": labels[pick], "reason": "the answer leans that way"})
+
+
+@pytest.mark.parametrize("solver", ["mllm", "motor-mas"])
+def test_judges_extract_labels_and_report_agreement(solver: str, motor_dir: Path, tmp_path: Path) -> None:
+    with FakeOpenAIServer(ServerConfig(answer=f"{__name__}:judged_answer")) as srv:
+        m = _run(["--task", "motor", "--solver", solver, "--model", "fake-model", "--base-url", srv.base_url,
+                  "--judge", "judge-a", "--judge", "judge-b", "--data", str(motor_dir), "-S", "frames=0"], tmp_path)
+    assert m["n_errors"] == 0
+    for s in m["samples"]:  # both judges agree on behavior and emotion; a 1:1 tie on cognition stays invalid
+        assert s["prediction"] == {"behavior": "silent work", "cognition": None, "emotion": "neutral"}
+    assert m["metrics"]["invalid_rate_cognition"]["value"] == 1.0
+    assert m["metrics"]["invalid_rate_behavior"]["value"] == 0.0
+    info = m["samples"][0]["info"]
+    judged = info["judge"] if solver == "mllm" else {e["node"]: e["judge"] for e in info["trace"] if "judge" in e}
+    assert judged["behavior"]["labels"] == ["silent work", "silent work"] and judged["behavior"]["agreement"] == 1.0
+    assert judged["cognition"]["labels"] == ["monitoring", "elaborating"] and judged["cognition"]["tie"] is True
+    assert judged["emotion"]["judges"] == ["judge-a", "judge-b"]
+    assert judged["emotion"]["rubric"].startswith("label-extraction@1#")
+    # Cohen's kappa over the 36 extractions: p_o = 24/36, p_e = (12*12 + 12*12) / 36^2 = 2/9 -> 4/7
+    agreement = m["report"]["judge_agreement"]
+    assert agreement["items"] == 36 and agreement["cohen_kappa"] == pytest.approx(4 / 7)

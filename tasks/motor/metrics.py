@@ -95,14 +95,32 @@ def head_report(records: Sequence[Record], head: str, vocabulary: Sequence[str] 
     }
 
 
+def judge_ratings(records: Sequence[Record]) -> list[list[Any]]:
+    """Per-judge labels of every `--judge` extraction in a run (rows: extractions, columns: judges),
+    from the MLLM solver's info and from agent traces."""
+    rows: list[list[Any]] = []
+    for r in records:
+        found = list((r.info.get("judge") or {}).values())
+        found += [e["judge"] for e in r.info.get("trace") or [] if isinstance(e, Mapping) and e.get("judge")]
+        rows += [list(j["labels"]) for j in found if isinstance(j, Mapping) and j.get("labels")]
+    return rows
+
+
 def motor_report(
     records: Sequence[Record], vocabulary: Mapping[str, Sequence[str]] | None = None
 ) -> dict[str, Any]:
     ok = [r for r in records if r.ok]
     heads = {h: head_report(ok, h, (vocabulary or {}).get(h)) for h in HEADS}
+    extra: dict[str, Any] = {}
+    ratings = judge_ratings(ok)
+    if ratings:
+        from harness.judges import agreement
+
+        extra["judge_agreement"] = agreement(ratings)
     return {
         "heads": heads,
         "invalid_answers": {h: heads[h]["invalid"] for h in HEADS},
         "samples_with_any_invalid": int(sum(any(r.scores.get(f"invalid_{h}") for h in HEADS) for r in ok)),
         "errored_samples": int(sum(not r.ok for r in records)),
+        **extra,
     }
