@@ -176,3 +176,25 @@ def test_media_bytes_and_sampling_parameters_change_the_cache_key(tmp_path):
     assert request_key("m", req()) != base
     inline = ChatRequest((Message("user", (Part("image", data=b"1"),)),))
     assert request_key("m", inline) != request_key("m", ChatRequest((Message("user", (Part("image", data=b"2"),)),)))
+
+
+def test_a_retry_gets_the_next_free_slot_before_fresh_requests():
+    lim = AdaptiveLimiter(1)
+    order: list[str] = []
+
+    async def wait(name: str, retry: bool) -> None:
+        await lim.acquire(retry=retry)
+        order.append(name)
+        lim.release()
+
+    async def go():
+        await lim.acquire()
+        fresh = asyncio.ensure_future(wait("fresh", False))
+        await asyncio.sleep(0)
+        retry = asyncio.ensure_future(wait("retry", True))
+        await asyncio.sleep(0)
+        lim.release()
+        await asyncio.gather(fresh, retry)
+
+    asyncio.run(go())
+    assert order == ["retry", "fresh"]

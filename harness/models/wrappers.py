@@ -25,12 +25,12 @@ from harness.models.base import BackendError, ChatRequest, ChatResponse, ModelBa
 
 
 class AdaptiveLimiter:
-    """A semaphore whose size follows AIMD: a 429 cuts the allowed concurrency by `decrease`
+    """A semaphore whose size follows AIMD: a 429 multiplies the allowed concurrency by `decrease`
     (at most once per `cooldown_s`, since one overload shows up in many requests at once), and
     every success adds `increase` back, up to `max_concurrency`."""
 
     def __init__(
-        self, max_concurrency: int, *, decrease: float = 0.75, increase: float = 0.25, cooldown_s: float = 1.0
+        self, max_concurrency: int, *, decrease: float = 0.9, increase: float = 0.25, cooldown_s: float = 1.0
     ) -> None:
         self.max_concurrency = max(1, max_concurrency)
         self.limit = float(self.max_concurrency)
@@ -38,26 +38,30 @@ class AdaptiveLimiter:
         self.increase = increase
         self.cooldown_s = cooldown_s
         self.in_flight = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # Retries are served before fresh requests: they are older, and sending them to the back of a
+        # long queue would make the slowest request of a run wait for all the others.
+        self._retries: deque[asyncio.Future[None]] = deque()
+        self._fresh: deque[asyncio.Future[None]] = deque()
         self._last_decrease = -math.inf
 
     @property
     def allowed(self) -> int:
         return max(1, int(self.limit))
 
-    async def acquire(self) -> None:
-        if self.in_flight < self.allowed and not self._waiters:
+    async def acquire(self, retry: bool = False) -> None:
+        if self.in_flight < self.allowed and not self._retries and not self._fresh:
             self.in_flight += 1
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
+        queue = self._retries if retry else self._fresh
+        queue.append(fut)
         try:
             await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
                 self.release()  # the slot was handed over just before the cancel
             else:
-                self._waiters.remove(fut)
+                queue.remove(fut)
             raise
 
     def release(self) -> None:
@@ -65,8 +69,8 @@ class AdaptiveLimiter:
         self._wake()
 
     def _wake(self) -> None:
-        while self._waiters and self.in_flight < self.allowed:
-            fut = self._waiters.popleft()
+        while (self._retries or self._fresh) and self.in_flight < self.allowed:
+            fut = (self._retries or self._fresh).popleft()
             if not fut.done():
                 self.in_flight += 1
                 fut.set_result(None)
@@ -100,8 +104,10 @@ def endpoint_limiter(endpoint: str, concurrency: int) -> AdaptiveLimiter:
 
 
 class RetryingBackend(ModelBackend):
-    """Retries retryable `BackendError`s with exponential back-off and full jitter, honouring
-    `Retry-After`; takes a slot of the endpoint's `AdaptiveLimiter` per attempt only."""
+    """Retries retryable `BackendError`s with exponential back-off and full jitter (attempt k waits
+    uniform(0, min(max_delay_s, base_delay_s * 2**k))), or the server's `Retry-After` (+ up to 10%
+    jitter) when it sends one; takes a slot of the endpoint's `AdaptiveLimiter` per attempt only.
+    The small cap keeps the tail short: the slowest of many requests is the one that failed most."""
 
     def __init__(
         self,
@@ -109,8 +115,8 @@ class RetryingBackend(ModelBackend):
         *,
         concurrency: int = 8,
         max_retries: int = 8,
-        base_delay_s: float = 0.5,
-        max_delay_s: float = 30.0,
+        base_delay_s: float = 0.1,
+        max_delay_s: float = 8.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -132,8 +138,9 @@ class RetryingBackend(ModelBackend):
     async def chat(self, request: ChatRequest) -> ChatResponse:
         limiter = endpoint_limiter(self.endpoint, self.concurrency)
         attempt = 0
+        guesses = 0  # failures without Retry-After: the exponent of our own back-off
         while True:
-            await limiter.acquire()
+            await limiter.acquire(retry=attempt > 0)
             try:
                 response = await self.inner.chat(request)
             except BackendError as error:
@@ -150,8 +157,9 @@ class RetryingBackend(ModelBackend):
                         endpoint=self.endpoint,
                         status=error.status,
                     ) from error
-                await self._sleep(self.delay(attempt, error))
+                await self._sleep(self.delay(guesses, error))
                 attempt += 1
+                guesses += error.retry_after_s is None
                 continue
             except BaseException:
                 limiter.release()
