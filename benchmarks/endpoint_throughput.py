@@ -118,9 +118,9 @@ def main() -> None:
     n, conc = args.requests, args.concurrency
     limit = conc / LATENCY_S
     rows: list[tuple[str, str, str]] = []
-    load = os.getloadavg()[0]
+    load, cores = os.getloadavg()[0], os.cpu_count()
     print(f"fake server: {LATENCY_S * 1000:.0f} ms latency, unlimited parallelism; {n} requests at "
-          f"concurrency {conc}; limit {limit:.0f} req/s; load average {load:.1f} on {os.cpu_count()} cores")  # fmt: skip
+          f"concurrency {conc}; limit {limit:.0f} req/s; load average {load:.1f} on {cores} cores")  # fmt: skip
 
     with FakeOpenAIServer(ServerConfig(latency_s=LATENCY_S), process=True) as srv:
         asyncio.run(warm(srv.base_url))
