@@ -250,6 +250,7 @@ def _make_server(cfg: ServerConfig, counters: Counters) -> Any:
         lifespan="off",
         backlog=2048,
         timeout_keep_alive=60,
+        timeout_graceful_shutdown=1,  # hung requests must not hold the shutdown
     )
     return uvicorn.Server(config)
 
