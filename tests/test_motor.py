@@ -213,6 +213,24 @@ def test_macro_f1_matches_sklearn_on_fixture(motor_dir: Path) -> None:
     assert motor_metrics()[0].name == "mean_macro_f1"
 
 
+def test_macro_f1_on_resamples_uses_the_labels_present_there(motor_dir: Path) -> None:
+    """The bootstrap reuses one set of metric objects on resamples that miss some labels: a label absent
+    from a resample's targets and predictions must not enter its average (as in sklearn)."""
+    task = MotorTask()
+    samples = _load(motor_dir)
+    preds = [dict(s.target) for s in samples]
+    preds[3]["behavior"] = "on-task talk"  # one miss, so the subset below is not perfect
+    records = _records(task, samples, preds)
+    metric = next(m for m in motor_metrics() if m.name == "macro_f1_behavior")
+    metric.compute(records)  # sees every label first
+    subset = [r for r in records if r.target["behavior"] != "off-task"]
+    y_true = [r.target["behavior"] for r in subset]
+    y_pred = [r.prediction["behavior"] for r in subset]
+    assert "off-task" not in y_true + y_pred
+    assert metric.compute(subset) == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert metric.compute(subset) < 1.0
+
+
 def test_report_has_per_class_f1_confusion_and_invalid_counts(motor_dir: Path) -> None:
     task = MotorTask()
     samples = task.folds(motor_dir, "zero-shot")[0].test  # the report lists the vocabulary's labels in order

@@ -17,7 +17,6 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
 
 from harness.core import Metric, Record
-from harness.metrics import precision_recall_f1
 from tasks.motor.data import HEADS
 
 INVALID = "<invalid>"
@@ -46,25 +45,72 @@ def _labels(y_true: Sequence[str], y_pred: Sequence[str]) -> list[str]:
     return sorted((set(y_true) | set(y_pred)) - {INVALID})
 
 
+class LabelCodes:
+    """Integer codes of (target, prediction) per head, computed once per record object: the
+    bootstrap evaluates macro-F1 on thousands of resamples of the same records. Code 0 is INVALID."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, dict[str, int]] = {h: {INVALID: 0} for h in HEADS}
+        self._memo: dict[int, tuple[Record, tuple[int, ...]]] = {}  # holding the record keeps its id unique
+
+    def _code(self, head: str, label: str) -> int:
+        return self.index[head].setdefault(label, len(self.index[head]))
+
+    def matrix(self, records: Sequence[Record]) -> np.ndarray:
+        """(n, 2 * heads) int array: target code, prediction code for each head."""
+        rows = []
+        for r in records:
+            hit = self._memo.get(id(r))
+            if hit is None or hit[0] is not r:
+                codes: list[int] = []
+                for head in HEADS:
+                    (t,), (p,) = _pairs([r], head)
+                    codes += [self._code(head, t), self._code(head, p)]
+                hit = self._memo[id(r)] = (r, tuple(codes))
+            rows.append(hit[1])
+        return np.asarray(rows, dtype=np.int64).reshape(len(rows), 2 * len(HEADS))
+
+    def macro_f1(self, records: Sequence[Record], head: str, codes: np.ndarray | None = None) -> float:
+        """sklearn's ``f1_score(average="macro", zero_division=0)`` over the labels present in the
+        targets or the valid predictions (tests check it against sklearn)."""
+        if not records:
+            return float("nan")
+        codes = self.matrix(records) if codes is None else codes
+        j = HEADS.index(head)
+        k = len(self.index[head])
+        cm = np.bincount(codes[:, 2 * j] * k + codes[:, 2 * j + 1], minlength=k * k).reshape(k, k)
+        tp = np.diag(cm).astype(float)
+        predicted, support = cm.sum(axis=0).astype(float), cm.sum(axis=1).astype(float)
+        present = (support > 0) | (predicted > 0)
+        present[0] = False  # the INVALID sentinel is no class
+        with np.errstate(divide="ignore", invalid="ignore"):
+            precision = np.where(predicted > 0, tp / predicted, 0.0)
+            recall = np.where(support > 0, tp / support, 0.0)
+            f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+        return float(f1[present].mean()) if present.any() else float("nan")
+
+    def mean_macro_f1(self, records: Sequence[Record]) -> float:
+        if not records:
+            return float("nan")
+        codes = self.matrix(records)
+        return float(np.mean([self.macro_f1(records, head, codes) for head in HEADS]))
+
+
 def macro_f1(records: Sequence[Record], head: str) -> float:
-    """sklearn's ``f1_score(average="macro", zero_division=0)`` (numpy version: the bootstrap calls
-    it thousands of times; tests check it against sklearn)."""
-    y_true, y_pred = _pairs(records, head)
-    if not y_true:
-        return float("nan")
-    return precision_recall_f1(y_true, y_pred, "macro", labels=_labels(y_true, y_pred))[2]
+    return LabelCodes().macro_f1(records, head)
 
 
 def mean_macro_f1(records: Sequence[Record]) -> float:
-    return float(np.mean([macro_f1(records, head) for head in HEADS]))
+    return LabelCodes().mean_macro_f1(records)
 
 
 def motor_metrics() -> list[Metric]:
     """Headline first: mean macro-F1, then macro-F1 and accuracy per head, then invalid-answer rates
     (accuracy and invalid rate are means of the per-sample scores of `MotorTask.score`)."""
-    metrics = [Metric("mean_macro_f1", mean_macro_f1, scale=100.0)]
+    codes = LabelCodes()  # one per run: its memo lives as long as the metrics
+    metrics = [Metric("mean_macro_f1", codes.mean_macro_f1, scale=100.0)]
     for head in HEADS:
-        metrics.append(Metric(f"macro_f1_{head}", lambda rs, h=head: macro_f1(rs, h), scale=100.0))
+        metrics.append(Metric(f"macro_f1_{head}", lambda rs, h=head: codes.macro_f1(rs, h), scale=100.0))
     for head in HEADS:
         metrics.append(Metric(f"accuracy_{head}", mean_of=f"correct_{head}", scale=100.0))
     for head in HEADS:
