@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.signal
-from scipy.linalg import solveh_banded
+
+from vision_models.rppg.methods import detrend as _banded_detrend
 
 BANDS: dict[str, tuple[float, float]] = {"toolbox": (0.6, 3.3), "recommended": (0.75, 2.5)}
 HR_METHODS = ("fft", "peak")
@@ -51,33 +52,10 @@ def next_power_of_2(n: int) -> int:
     return 1 if n == 0 else 2 ** (int(n) - 1).bit_length()
 
 
-def _smoothness_bands(n: int, lam: float) -> np.ndarray:
-    """Upper band storage of I + lam^2 D'D for `solveh_banded` (3 rows: diagonals +2, +1, 0).
-
-    For the second difference D ((n-2) x n rows [1, -2, 1]), D'D has diagonal [1, 5, 6, ..., 6, 5, 1],
-    first off-diagonal [-2, -4, ..., -4, -2] and second off-diagonal all ones."""
-    main = np.full(n, 6.0)
-    main[[0, -1]] = 1.0
-    main[[1, -2]] = 5.0
-    off1 = np.full(n - 1, -4.0)
-    off1[[0, -1]] = -2.0
-    off2 = np.ones(n - 2)
-    ab = np.zeros((3, n))
-    ab[0, 2:] = lam**2 * off2
-    ab[1, 1:] = lam**2 * off1
-    ab[2] = 1.0 + lam**2 * main
-    return ab
-
-
 def detrend(signal: np.ndarray, lam: float = DETREND_LAMBDA) -> np.ndarray:
-    """Smoothness-priors detrending, solved as a banded system (never a dense inverse)."""
-    x = np.asarray(signal, dtype=np.float64)
-    n = x.shape[0]
-    if n < 4:  # the band pattern above needs n >= 4; tiny signals take the (3 x 3 at most) dense formula
-        d = np.diff(np.eye(n), 2, axis=0)
-        return x - np.linalg.solve(np.eye(n) + lam**2 * d.T @ d, x)
-    trend = solveh_banded(_smoothness_bands(n, float(lam)), x, lower=False)
-    return x - trend
+    """Smoothness-priors detrending (lambda 100), solved as a banded system (never a dense inverse);
+    the same function the methods in vision_models use."""
+    return _banded_detrend(np.asarray(signal, dtype=np.float64), lam)
 
 
 def bandpass(signal: np.ndarray, fs: float, band: str | tuple[float, float] = "toolbox") -> np.ndarray:

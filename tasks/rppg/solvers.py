@@ -12,6 +12,7 @@ max_frames (decode at most this many frames), detect_every (face detection every
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any, ClassVar
 
 import numpy as np
@@ -117,21 +118,26 @@ class RppgSolver(Solver):
         trace = extract_rgb_trace(path, **kwargs)
         return fill_missing(trace.rgb), float(trace.fps), float(trace.face_missing_fraction)
 
-    def predict(self, sample: Sample) -> dict[str, JSON]:
-        """Synchronous prediction for one video or multi-view recording."""
+    def _view_bvp(self, path: str, roi: str, fps_hint: float | None) -> tuple[np.ndarray, float, float]:
+        """BVP, frame rate and face-missing fraction of one video."""
         from vision_models.rppg.methods import METHODS
 
+        rgb, fps, missing = self._trace(path, roi, fps_hint)
+        fps = fps if fps > 0 else float(fps_hint or 0)
+        if fps <= 0:
+            raise HarnessError(f"{path}: unknown frame rate")
+        return METHODS[self.method](rgb, fps), fps, missing
+
+    def predict(self, sample: Sample) -> dict[str, JSON]:
+        """Synchronous prediction for one video or multi-view recording."""
         o = self.options
         sources = sample.inputs.get("views") or {"video": sample.inputs["video"]}
         roi = "full" if sample.inputs.get("skin_roi") else o["roi"]
         bvps, missing, fps_seen = {}, {}, []
         for view, path in sources.items():
-            rgb, fps, missing[view] = self._trace(path, roi, sample.inputs.get("fps"))
-            fps = fps if fps > 0 else float(sample.inputs.get("fps") or 0)
-            if fps <= 0:
-                raise HarnessError(f"{path}: unknown frame rate")
+            bvp, fps, missing[view] = self._view_bvp(path, roi, sample.inputs.get("fps"))
             fps_seen.append(fps)
-            bvps[view] = np.asarray(_round(METHODS[self.method](rgb, fps)))
+            bvps[view] = np.asarray(_round(bvp))
         fps = float(np.mean(fps_seen))
         if max(fps_seen) - min(fps_seen) > 0.01 * fps:
             raise HarnessError(f"{sample.id}: views differ in frame rate ({fps_seen}); cannot fuse")
@@ -163,3 +169,52 @@ def _make(method: str) -> type[RppgSolver]:
 
 
 SOLVERS: dict[str, type[RppgSolver]] = {m: _make(m) for m in METHOD_NAMES}
+
+
+@register_solver("deep", tasks=("rppg",), kind="vision",
+                 description="a user's torch rPPG network (PhysNet, TS-CAN, ...) from -S checkpoint=PATH")
+class DeepRppgSolver(RppgSolver):
+    """A user-supplied deep rPPG model (TorchScript / torch.export file) on face crops, batched on the GPU.
+
+    Options besides the classical ones: checkpoint (path, required), input_size (pixels, square; 72),
+    chunk_len (frames; 180), normalization (diff_normalized | standardized | raw, '+'-joined to stack;
+    diff_normalized), layout (NCTHW | NTCHW | (NT)CHW), batch_size (chunks per forward pass; 4), device.
+    A model fed diff-normalised frames predicts the pulse's first difference, which is integrated
+    (the toolbox's diff_flag) before the shared post-processing."""
+
+    method = "deep"
+
+    def __init__(self, checkpoint: str = "", input_size: int = 72, chunk_len: int = 180,
+                 normalization: str = "diff_normalized", layout: str = "NCTHW", batch_size: int = 4,
+                 device: str | None = None, **classical: Any) -> None:
+        super().__init__(**classical)
+        if not checkpoint:
+            raise HarnessError("solver 'deep' needs -S checkpoint=PATH (a TorchScript or .pt2 file)")
+        self.options.update(checkpoint=str(checkpoint), input_size=int(input_size), chunk_len=int(chunk_len),
+                            normalization=normalization, layout=layout, batch_size=int(batch_size))
+        self._device = device
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def model(self) -> Any:
+        with self._lock:  # one copy of the network, shared by the worker threads
+            if self._model is None:
+                from vision_models.rppg.deep import TorchRppgModel
+
+                o = self.options
+                self._model = TorchRppgModel(
+                    o["checkpoint"], input_size=(o["input_size"], o["input_size"]), chunk_len=o["chunk_len"],
+                    normalization=tuple(o["normalization"].split("+")), layout=o["layout"],
+                    batch_size=o["batch_size"], device=self._device)
+            return self._model
+
+    def _view_bvp(self, path: str, roi: str, fps_hint: float | None) -> tuple[np.ndarray, float, float]:
+        kwargs: dict[str, Any] = {"roi": roi, "max_frames": self.options.get("max_frames"), "fps": fps_hint}
+        if "detect_every" in self.options:
+            kwargs["detect_every"] = self.options["detect_every"]
+        out = self.model().predict_video(path, **kwargs)
+        fps = float(out.fps or fps_hint or 0)
+        if fps <= 0:
+            raise HarnessError(f"{path}: unknown frame rate")
+        bvp = np.cumsum(out.bvp) if out.diff else out.bvp
+        return bvp, fps, float(1.0 - out.face_found.mean()) if len(out.face_found) else 1.0
