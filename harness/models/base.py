@@ -18,7 +18,8 @@ JSONSchema = dict[str, Any]
 
 class BackendError(HarnessError):
     """A failed model call. `retryable` errors (429, 5xx, timeouts, lost connections) are retried by
-    `RetryingBackend`; `retry_after_s` carries the server's `Retry-After`; `status` the HTTP status."""
+    `RetryingBackend`; `retry_after_s` carries the server's `Retry-After`; `status` the HTTP status;
+    `timed_out` marks a request that got no answer within its timeout."""
 
     def __init__(
         self,
@@ -28,8 +29,10 @@ class BackendError(HarnessError):
         status: int | None = None,
         retryable: bool = False,
         retry_after_s: float | None = None,
+        timed_out: bool = False,
     ) -> None:
         super().__init__(message)
+        self.timed_out = timed_out
         self.endpoint = endpoint
         self.status = status
         self.retryable = retryable

@@ -105,7 +105,10 @@ class OpenAIClientTransport(_PerLoop):
             return data
         except openai.APITimeoutError:
             raise BackendError(
-                f"request to {url} timed out after {self.timeout_s:g} s", endpoint=self.base_url, retryable=True
+                f"request to {url} timed out after {self.timeout_s:g} s",
+                endpoint=self.base_url,
+                retryable=True,
+                timed_out=True,
             ) from None
         except openai.APIConnectionError as exc:
             raise BackendError(f"cannot connect to {url}: {exc}", endpoint=self.base_url, retryable=True) from exc
@@ -154,7 +157,10 @@ class AiohttpTransport(_PerLoop):
                 headers = resp.headers
         except TimeoutError:
             raise BackendError(
-                f"request to {url} timed out after {self.timeout_s:g} s", endpoint=self.base_url, retryable=True
+                f"request to {url} timed out after {self.timeout_s:g} s",
+                endpoint=self.base_url,
+                retryable=True,
+                timed_out=True,
             ) from None
         except aiohttp.ClientError as exc:
             raise BackendError(f"cannot connect to {url}: {exc}", endpoint=self.base_url, retryable=True) from exc

@@ -115,6 +115,7 @@ class RetryingBackend(ModelBackend):
         *,
         concurrency: int = 8,
         max_retries: int = 8,
+        max_timeout_retries: int = 2,
         base_delay_s: float = 0.1,
         max_delay_s: float = 8.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -125,6 +126,7 @@ class RetryingBackend(ModelBackend):
         self.endpoint = inner.endpoint or f"{type(inner).__name__}:{inner.model}"
         self.concurrency = concurrency
         self.max_retries = max_retries
+        self.max_timeout_retries = max_timeout_retries  # a hung server costs (this + 1) x timeout per sample
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
         self._sleep = sleep
@@ -139,6 +141,7 @@ class RetryingBackend(ModelBackend):
         limiter = endpoint_limiter(self.endpoint, self.concurrency)
         attempt = 0
         guesses = 0  # failures without Retry-After: the exponent of our own back-off
+        timeouts = 0
         while True:
             await limiter.acquire(retry=attempt > 0)
             try:
@@ -149,7 +152,8 @@ class RetryingBackend(ModelBackend):
                     limiter.on_rate_limited()
                 if not error.retryable:
                     raise
-                if attempt >= self.max_retries:
+                timeouts += error.timed_out
+                if attempt >= self.max_retries or timeouts > self.max_timeout_retries:
                     status = f"HTTP {error.status}" if error.status else "no status"
                     raise BackendError(
                         f"gave up on a request to {self.endpoint} (model {self.model}) after "
