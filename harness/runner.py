@@ -130,10 +130,9 @@ class SampleSink:
                 record.error = f"scoring failed: {_error_text(exc)}"
         try:
             line = record_line(record)
-        except TypeError as exc:  # something JSON cannot hold: this sample's error
+        except TypeError as exc:  # an output JSON cannot hold: this sample's error
             record.prediction, record.info, record.scores = None, {}, {}
             record.error = f"output not JSON-serialisable: {_error_text(exc)}"
-            record.target, record.groups = to_jsonable(str(sample.target)), {}
             line = record_line(record)
         # A fresh record must equal what a cached re-run reads back (tuples -> lists, numpy -> numbers):
         # parse the line back unless every field is already plain JSON (the common, fast case).

@@ -158,3 +158,13 @@ def test_cache_from_another_version_is_rebuilt_not_fatal(tmp_path, toy_data):
     res = run(RunConfig("toy", solver="echo"), settings(tmp_path, toy_data))
     assert res.n_errors == 0 and res.metrics["accuracy"].value == 1.0
     assert run(RunConfig("toy", solver="echo"), settings(tmp_path, toy_data)).n_cached == 40
+
+
+def test_unserialisable_output_is_that_samples_error_and_numpy_values_become_json(tmp_path, toy_data):
+    res = run(RunConfig("toy", solver="unserialisable"), settings(tmp_path, toy_data))
+    bad = [r for r in res.records if not r.ok]
+    assert len(bad) == 20 and all("not JSON-serialisable" in r.error for r in bad)
+    good = [r for r in res.records if r.ok]
+    assert all(r.prediction is True and type(r.prediction) is bool for r in good)
+    again = run(RunConfig("toy", solver="unserialisable"), settings(tmp_path, toy_data))
+    assert again.n_cached == 20 and again.metrics["accuracy"].value == res.metrics["accuracy"].value == 1.0

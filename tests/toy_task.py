@@ -92,3 +92,13 @@ class SlowSolver(Solver):
             time.sleep(self.options["sync"])
         await asyncio.sleep(self.options.get("delay", 0.0))
         return sample.inputs["x"] % 2 == 0
+
+
+@register_solver("unserialisable", tasks=("toy",))
+class UnserialisableSolver(Solver):
+    """Returns an object JSON cannot hold for odd numbers, a numpy bool for even ones."""
+
+    async def solve(self, sample):
+        import numpy as np
+
+        return object() if sample.inputs["x"] % 2 else np.bool_(True)
