@@ -6,7 +6,8 @@ that `RppgTask.score` can compute SNR and MACC against the reference with the sa
 
 Options (`-S key=value`): band (toolbox|recommended), window_s (0 = whole video), hr_method
 (fft|peak), roi (face|full; skin-ROI videos always use full), fusion (mean|best-snr, multi-view),
-max_frames (decode at most this many frames), detect_every (face detection every N frames).
+max_frames (decode at most this many frames), detect_every (face detection every N frames),
+detector (haar: OpenCV's cascade, the default | lbp: scikit-image's cascade).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class RppgSolver(Solver):
 
     def __init__(self, band: str = "toolbox", window_s: float | str = 0.0, hr_method: str = "fft",
                  roi: str = "face", fusion: str = "mean", max_frames: int | str | None = None,
-                 detect_every: int | str | None = None) -> None:
+                 detect_every: int | str | None = None, detector: str = "haar") -> None:
         def choose(name: str, value: str, allowed: tuple[str, ...]) -> str:
             if value not in allowed:
                 raise HarnessError(f"solver {self.name!r}: {name}={value!r}; choose one of {', '.join(allowed)}")
@@ -96,6 +97,8 @@ class RppgSolver(Solver):
             "window_s": max(window, 0.0), "hr_method": choose("hr_method", hr_method, HR_METHODS),
             "roi": choose("roi", roi, ("face", "full")), "fusion": choose("fusion", fusion, FUSIONS),
         }
+        if detector != "haar":  # only a non-default detector enters the config (and the cache key)
+            options["detector"] = choose("detector", detector, ("haar", "lbp"))
         if frames is not None:
             options["max_frames"] = frames
         if every is not None:
@@ -112,7 +115,7 @@ class RppgSolver(Solver):
         if fps:  # frame folders (PURE) carry their rate in the sample, from the frame timestamps
             kwargs["fps"] = fps
         if roi == "face":
-            kwargs["detector"] = "haar"
+            kwargs["detector"] = self.options.get("detector", "haar")
             if "detect_every" in self.options:
                 kwargs["detect_every"] = self.options["detect_every"]
         trace = extract_rgb_trace(path, **kwargs)
@@ -209,7 +212,8 @@ class DeepRppgSolver(RppgSolver):
             return self._model
 
     def _view_bvp(self, path: str, roi: str, fps_hint: float | None) -> tuple[np.ndarray, float, float]:
-        kwargs: dict[str, Any] = {"roi": roi, "max_frames": self.options.get("max_frames"), "fps": fps_hint}
+        kwargs: dict[str, Any] = {"roi": roi, "max_frames": self.options.get("max_frames"), "fps": fps_hint,
+                                  "detector": self.options.get("detector", "haar")}
         if "detect_every" in self.options:
             kwargs["detect_every"] = self.options["detect_every"]
         out = self.model().predict_video(path, **kwargs)

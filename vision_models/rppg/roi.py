@@ -23,6 +23,12 @@ def make_detector(name: str = "haar", min_face_frac: float = 0.1) -> Detector:
     if name == "haar":
         import cv2
 
+        if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+            from harness.core import HarnessError
+
+            raise HarnessError(
+                f"OpenCV {cv2.__version__} ships no Haar cascades (5.x dropped them): install "
+                "'opencv-python-headless<5', or use the scikit-image detector (-S detector=lbp)")
         cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
         if cascade.empty():
             raise RuntimeError("OpenCV's Haar face cascade could not be loaded")
