@@ -144,11 +144,9 @@ def test_hanging_endpoint_errors_samples_with_a_timeout(motor_dir: Path, tmp_pat
 # -- a real OpenAI-compatible server: `transformers serve` on a tiny random VLM ---------------------
 @pytest.fixture(scope="module")
 def tiny_vlm_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from tests.tiny_models import build_tiny_vlm, serve, serve_available
+    from tests.tiny_models import build_tiny_vlm, require_serve, serve
 
-    reason = serve_available()
-    if reason:
-        pytest.skip(reason)
+    require_serve()
     path = build_tiny_vlm(tmp_path_factory.mktemp("tiny") / "vlm")
     with serve(path) as base_url:
         yield str(path), base_url

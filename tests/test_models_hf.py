@@ -10,7 +10,7 @@ import pytest
 from harness.models import BackendError, ChatRequest, Message, Part, make_backend
 
 pytest.importorskip("transformers")
-from tiny_models import build_tiny_causal_lm, build_tiny_vlm, serve, serve_available  # noqa: E402
+from tiny_models import build_tiny_causal_lm, build_tiny_vlm, require_serve, serve  # noqa: E402
 
 
 def png() -> bytes:
@@ -62,9 +62,7 @@ def test_vlm_takes_an_image_in_process(tiny_vlm, tmp_path):
 
 @pytest.mark.slow
 def test_transformers_serve_end_to_end_through_make_backend(tiny_lm, tmp_path):
-    reason = serve_available()
-    if reason:
-        pytest.skip(reason)
+    require_serve()
     with serve(tiny_lm) as base_url:
         backend = make_backend(str(tiny_lm), base_url=base_url, api_key=None, cache_dir=tmp_path,
                                use_cache=True, concurrency=2, timeout_s=60)  # fmt: skip

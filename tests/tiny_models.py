@@ -146,6 +146,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def require_serve() -> None:
+    """Skip when `transformers serve` cannot run here; in CI (CI=true) that is a failure instead."""
+    import pytest
+
+    reason = serve_available()
+    if reason:
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(reason)
+
+
 def serve_available() -> str | None:
     """None when `transformers serve` can run here, else the reason it cannot."""
     cli = shutil.which("transformers", path=os.path.dirname(sys.executable)) or shutil.which("transformers")
