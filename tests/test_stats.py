@@ -14,7 +14,8 @@ from harness.stats import bootstrap, evaluate, paired_bootstrap
 def _records(targets, preds, folds=None, groups=None):
     folds = folds or ["f"] * len(targets)
     groups = groups or [{}] * len(targets)
-    return [Record(f"s{i}", fo, t, p, groups=g) for i, (t, p, fo, g) in enumerate(zip(targets, preds, folds, groups))]
+    rows = zip(targets, preds, folds, groups, strict=True)
+    return [Record(f"s{i}", fo, t, p, groups=g) for i, (t, p, fo, g) in enumerate(rows)]
 
 
 def _acc(records):
