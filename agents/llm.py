@@ -119,15 +119,15 @@ def parse_labels(text: str, parsed: Any, vocab: Mapping[str, Sequence[str]]) -> 
     return out
 
 
-def backend_from_context(ctx: RunContext, solver: str, *, max_retries: int | None = None) -> ModelBackend:
-    """The run's model backend (`--model`, `--base-url`, `--timeout`, cache and concurrency from the
-    CLI); `max_retries` (a solver option) bounds the retries of one request (default: the backend's)."""
+def backend_from_context(ctx: RunContext, solver: str) -> ModelBackend:
+    """The run's model backend (`--model`, `--base-url`, `--timeout`, `--max-retries`, cache and
+    concurrency from the CLI)."""
     if not ctx.model:
         raise HarnessError(f"solver {solver!r} needs --model (and --base-url for an HTTP endpoint)")
     from harness.models import make_backend
 
-    retries = {} if max_retries is None else {"max_retries": int(max_retries)}
     return make_backend(
         ctx.model, base_url=ctx.base_url, api_key=ctx.api_key, cache_dir=ctx.cache_dir,
-        use_cache=ctx.use_cache, concurrency=ctx.concurrency, timeout_s=ctx.request_timeout_s, **retries,
+        use_cache=ctx.use_cache, concurrency=ctx.concurrency, timeout_s=ctx.request_timeout_s,
+        max_retries=ctx.max_retries,
     )

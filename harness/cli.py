@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for CIs (default 1000)")
     sp.add_argument("--timeout", type=float, default=120.0, help="seconds per model request (default 120)")
+    sp.add_argument("--max-retries", type=int, default=8,
+                    help="retries of one model request on 429/5xx/timeouts, with back-off (default 8)")
     sp.add_argument("--no-cache", action="store_true", help="recompute every sample (refreshes the cache)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     common(sp)
@@ -126,6 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         api_key=os.environ.get("OPENAI_API_KEY"), concurrency=args.concurrency, executor=args.executor,
         out_dir=args.out, db_url=_db_url(args), use_cache=not args.no_cache,
         show_progress=not args.no_progress and sys.stderr.isatty(), request_timeout_s=args.timeout,
+        max_retries=args.max_retries,
     )
     result = run(config, settings)
     views.print_run_summary(result)

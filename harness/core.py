@@ -112,6 +112,7 @@ class RunContext:
     cache_dir: Path | None = None
     use_cache: bool = True
     request_timeout_s: float = 120.0
+    max_retries: int = 8  # retries of one model request (429/5xx/timeouts), with back-off
 
 
 class Solver(abc.ABC):

@@ -74,6 +74,7 @@ class RunSettings:
     use_cache: bool = True
     show_progress: bool = True
     request_timeout_s: float = 120.0
+    max_retries: int = 8
 
 
 @dataclass
@@ -239,6 +240,7 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
         model=config.model, base_url=settings.base_url, api_key=settings.api_key, judges=config.judges,
         seed=config.seed, concurrency=settings.concurrency, cache_dir=settings.out_dir,
         use_cache=settings.use_cache, request_timeout_s=settings.request_timeout_s,
+        max_retries=settings.max_retries,
     )
     solver = make_solver(task, solver_name, ctx, dict(config.solver_options))
     solver_hash = config_hash(

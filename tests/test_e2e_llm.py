@@ -135,7 +135,7 @@ def test_flaky_endpoint_scores_every_sample_exactly_once(motor_dir: Path, tmp_pa
 def test_hanging_endpoint_errors_samples_with_a_timeout(motor_dir: Path, tmp_path: Path) -> None:
     with FakeOpenAIServer(ServerConfig(hang=True)) as srv:
         m = _run(["--task", "motor", "--model", "fake-model", "--base-url", srv.base_url, "--data", str(motor_dir),
-                  "--limit", "2", "--timeout", "0.5", "-S", "max_retries=1", "-S", "frames=0"], tmp_path)
+                  "--limit", "2", "--timeout", "0.5", "--max-retries", "1", "-S", "frames=0"], tmp_path)
     assert m["n_samples"] == 2 and m["n_errors"] == 2
     assert all("timed out after 0.5 s" in s["error"] for s in m["samples"])
     assert any("timed out" in e for e in m["errors"])

@@ -60,7 +60,7 @@ class _BackendSolver(Solver):
 
     @classmethod
     def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
-        backend = backend_from_context(ctx, cls.name, max_retries=options.get("max_retries"))
+        backend = backend_from_context(ctx, cls.name)
         settings = CallSettings("", ctx.seed, 0.0, int(options.get("max_tokens", 512)))
         return cls(backend, settings, judge_extractor(ctx), **{**cls.defaults(), **options})
 

@@ -83,7 +83,7 @@ class SarcasmMLLMSolver(Solver):
     @classmethod
     def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
         settings = CallSettings("", ctx.seed, 0.0, int(options.get("max_tokens", 256)))
-        backend = backend_from_context(ctx, cls.name, max_retries=options.get("max_retries"))
+        backend = backend_from_context(ctx, cls.name)
         return cls(backend, settings, judge_extractor(ctx), **options)
 
     def messages(self, sample: Sample) -> list[Message]:
