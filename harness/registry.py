@@ -52,12 +52,19 @@ def register_solver(
 
     def wrap(cls: S) -> S:
         cls.name = name
-        doc = description or ((cls.__doc__ or "").strip().splitlines() or [""])[0]
+        doc = description or _summary(cls.__doc__)
         for task in tasks:
             _solvers[(task, name)] = SolverEntry(name, tuple(tasks), cls.create, doc, kind)
         return cls
 
     return wrap
+
+
+def _summary(doc: str | None) -> str:
+    """The first sentence of a docstring's first paragraph."""
+    para = " ".join((doc or "").strip().split("\n\n")[0].split())
+    end = para.find(". ")
+    return para if end < 0 else para[: end + 1]
 
 
 def _entry_points(group: str) -> list[Any]:

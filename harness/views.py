@@ -18,7 +18,8 @@ from rich.table import Table
 from harness.leaderboard import BoardRow
 from harness.rundir import record_to_dict
 
-console = Console()
+# Rich wraps at 80 columns when not writing to a terminal; logs and pipes get room for wide tables.
+console = Console(width=None if sys.stdout.isatty() else 160)
 TABLE_METRICS = 3  # metrics shown in the terminal board unless --metrics names others
 
 
