@@ -21,9 +21,9 @@ from rich.progress import (
 
 
 class _CounterProgress(Progress):
-    def __init__(self, owner: RunProgress, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._owner = owner
+    def __init__(self, owner: RunProgress, *columns: Any, **kwargs: Any) -> None:
+        self._owner = owner  # set first: rich may render while __init__ runs
+        super().__init__(*columns, **kwargs)
 
     def get_renderables(self):  # called by rich's refresh thread
         self._owner.sync()
@@ -45,17 +45,15 @@ class RunProgress:
         if self.enabled:
             self._bar = _CounterProgress(
                 self,
-                columns=(
-                    TextColumn("[bold]{task.description}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TaskProgressColumn(),
-                    TextColumn("{task.fields[rate]}"),
-                    TextColumn("cached {task.fields[cached]} · [red]errors {task.fields[errors]}"),
-                    TimeElapsedColumn(),
-                    TextColumn("ETA"),
-                    TimeRemainingColumn(),
-                ),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TextColumn("cached {task.fields[cached]} · [red]errors {task.fields[errors]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
                 console=self._console,
                 refresh_per_second=4,
             )

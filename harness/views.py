@@ -46,7 +46,7 @@ def print_run_summary(result: Any) -> None:
         errs = sorted({r.error for r in result.records if r.error})
         console.print(f"[red]{result.n_errors} errored samples[/red] (excluded from metrics; re-run retries them)."
                       f" First error: {errs[0]}")
-    console.print(f"run {result.run_id} → {result.run_dir}")
+    console.print(f"run {result.run_id} → {result.run_dir}", highlight=False, soft_wrap=True)
 
 
 def print_tasks(data_root: Path | None) -> None:

@@ -168,3 +168,20 @@ def test_unserialisable_output_is_that_samples_error_and_numpy_values_become_jso
     assert all(r.prediction is True and type(r.prediction) is bool for r in good)
     again = run(RunConfig("toy", solver="unserialisable"), settings(tmp_path, toy_data))
     assert again.n_cached == 20 and again.metrics["accuracy"].value == res.metrics["accuracy"].value == 1.0
+
+
+def test_progress_bar_renders_counts_in_a_terminal(tmp_path, toy_data):
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=200)
+    fail_file = tmp_path / "fail.json"
+    fail_file.write_text(json.dumps(["s1"]))
+    cfg = RunConfig("toy", solver="flaky", solver_options=(("fail_file", str(fail_file)),))
+    res = run(cfg, RunSettings(data=toy_data, out_dir=tmp_path / "runs", show_progress=True, db_url=None),
+              console=console)
+    shown = buf.getvalue()
+    assert res.n_errors == 1
+    assert "40/40" in shown and "errors 1" in shown and "cached 0" in shown
