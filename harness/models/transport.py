@@ -12,6 +12,7 @@ Both keep one connection pool of `max_connections` per event loop, created lazil
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import email.utils
 import json
@@ -50,7 +51,7 @@ def parse_retry_after(headers: Any) -> float | None:
         return max(0.0, parsed.timestamp() - time.time())
 
 
-class _PerLoop:
+class _PerLoop(abc.ABC):
     """Holds a client made for the running event loop (pools cannot cross loops)."""
 
     def __init__(self) -> None:
@@ -64,8 +65,9 @@ class _PerLoop:
             self._loop = loop
         return self._client
 
+    @abc.abstractmethod
     def make(self) -> Any:
-        raise NotImplementedError
+        """A new client bound to the running event loop."""
 
 
 class OpenAIClientTransport(_PerLoop):
