@@ -9,6 +9,8 @@ per-sample scores, and the task's `Metric`s aggregate records into numbers with 
 from __future__ import annotations
 
 import abc
+import hashlib
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +152,25 @@ class Solver(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release clients, servers, GPU memory."""
+
+
+class SeededSolver(Solver):
+    """Base of random baselines: draws depend only on --seed and the sample id, so the order and
+    concurrency of a run never change a prediction."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed=seed)
+        self.seed = seed
+
+    @classmethod
+    def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
+        return cls(seed=ctx.seed, **options)
+
+    def sample_digest(self, sample: Sample) -> bytes:
+        return hashlib.sha256(f"{self.seed}:{sample.id}".encode()).digest()
+
+    def rng(self, sample: Sample) -> random.Random:
+        return random.Random(int.from_bytes(self.sample_digest(sample)[:8], "big"))
 
 
 class Task(abc.ABC):

@@ -51,6 +51,11 @@ def parse_retry_after(headers: Any) -> float | None:
         return max(0.0, parsed.timestamp() - time.time())
 
 
+def _timed_out(url: str, endpoint: str, timeout_s: float) -> BackendError:
+    return BackendError(f"request to {url} timed out after {timeout_s:g} s", endpoint=endpoint, retryable=True,
+                        timed_out=True)
+
+
 class _PerLoop(abc.ABC):
     """Holds a client made for the running event loop (pools cannot cross loops)."""
 
@@ -106,12 +111,7 @@ class OpenAIClientTransport(_PerLoop):
             data: dict[str, Any] = await self.client().post(path, body=body, cast_to=object)
             return data
         except openai.APITimeoutError:
-            raise BackendError(
-                f"request to {url} timed out after {self.timeout_s:g} s",
-                endpoint=self.base_url,
-                retryable=True,
-                timed_out=True,
-            ) from None
+            raise _timed_out(url, self.base_url, self.timeout_s) from None
         except openai.APIConnectionError as exc:
             raise BackendError(f"cannot connect to {url}: {exc}", endpoint=self.base_url, retryable=True) from exc
         except openai.APIStatusError as exc:
@@ -158,12 +158,7 @@ class AiohttpTransport(_PerLoop):
                 status = resp.status
                 headers = resp.headers
         except TimeoutError:
-            raise BackendError(
-                f"request to {url} timed out after {self.timeout_s:g} s",
-                endpoint=self.base_url,
-                retryable=True,
-                timed_out=True,
-            ) from None
+            raise _timed_out(url, self.base_url, self.timeout_s) from None
         except aiohttp.ClientError as exc:
             raise BackendError(f"cannot connect to {url}: {exc}", endpoint=self.base_url, retryable=True) from exc
         if status != 200:

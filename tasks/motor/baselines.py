@@ -10,12 +10,9 @@ result does not depend on the order or concurrency of the run.
 
 from __future__ import annotations
 
-import hashlib
-import random
 from collections.abc import Mapping
-from typing import Any
 
-from harness.core import JSON, RunContext, Sample, Solver, Task
+from harness.core import JSON, Sample, SeededSolver, Solver
 from harness.registry import register_solver
 from tasks.motor.data import HEADS
 
@@ -38,31 +35,17 @@ class MajoritySolver(Solver):
         return out
 
 
-class _SeededSolver(Solver):
-    def __init__(self, seed: int = 0, **options: Any) -> None:
-        super().__init__(seed=seed, **options)
-        self.seed = seed
-
-    @classmethod
-    def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
-        return cls(seed=ctx.seed, **options)
-
-    def _rng(self, sample: Sample) -> random.Random:
-        digest = hashlib.sha256(f"{self.seed}:{sample.id}".encode()).digest()
-        return random.Random(int.from_bytes(digest[:8], "big"))
-
-
 @register_solver("random", tasks=("motor",), description="uniform random label per head (seeded)")
-class RandomSolver(_SeededSolver):
+class RandomSolver(SeededSolver):
     async def solve(self, sample: Sample) -> JSON:
-        rng = self._rng(sample)
+        rng = self.rng(sample)
         return {head: rng.choice(list(sample.inputs["vocab"][head])) for head in HEADS}
 
 
 @register_solver("stratified", tasks=("motor",), description="random label per head drawn by label frequency (seeded)")
-class StratifiedSolver(_SeededSolver):
+class StratifiedSolver(SeededSolver):
     async def solve(self, sample: Sample) -> JSON:
-        rng = self._rng(sample)
+        rng = self.rng(sample)
         out = {}
         for head in HEADS:
             counts = _prior(sample, head)

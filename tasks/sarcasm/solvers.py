@@ -8,12 +8,11 @@ one-hot block (the paper's `use_author`). Everything is fitted on the fold's tra
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from harness.core import HarnessError, RunContext, Sample, Solver, Task
+from harness.core import HarnessError, Sample, SeededSolver, Solver
 from harness.registry import register_solver
 
 FEATURE_SETS = ("utterance", "utterance+context", "utterance+speaker", "utterance+context+speaker")
@@ -41,19 +40,11 @@ class MajoritySolver(Solver):
 
 
 @register_solver("random", tasks=("sarcasm",), kind="classical")
-class RandomSolver(Solver):
+class RandomSolver(SeededSolver):
     """A fair coin per sample, seeded by --seed and the sample id (so order and concurrency do not matter)."""
 
-    def __init__(self, seed: int = 0, **options: Any) -> None:
-        super().__init__(seed=seed, **options)
-        self.seed = seed
-
-    @classmethod
-    def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
-        return cls(seed=ctx.seed, **options)
-
     async def solve(self, sample: Sample) -> bool:
-        digest = hashlib.sha256(f"{self.seed}:{sample.id}".encode()).digest()
+        digest = self.sample_digest(sample)
         return digest[0] % 2 == 1
 
 
