@@ -9,9 +9,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-# Files up to this size are hashed by content; larger ones (videos) by name, size and mtime, which
-# changes whenever the file is replaced, without reading gigabytes at start-up.
+# Annotation files up to this size are hashed by content. Media (frames, videos, audio) and larger
+# files by name, size and mtime, which change whenever a file is replaced: a dataset of 100k PNG
+# frames must not be read at start-up.
 CONTENT_HASH_LIMIT = 8 * 1024 * 1024
+MEDIA_SUFFIXES = frozenset({
+    ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".avi", ".mp4", ".mkv", ".mov", ".webm",
+    ".wav", ".mp3", ".flac", ".m4a", ".npy", ".npz", ".h5", ".hdf5", ".mat", ".pt", ".pth", ".safetensors",
+})
 
 
 def config_hash(obj: Any, length: int = 16) -> str:
@@ -26,7 +31,7 @@ def fingerprint_files(paths: Iterable[Path], root: Path | None = None) -> str:
         st = path.stat()
         name = str(path.relative_to(root)) if root else path.name
         h.update(name.encode() + b"\0")
-        if st.st_size <= CONTENT_HASH_LIMIT:
+        if st.st_size <= CONTENT_HASH_LIMIT and path.suffix.lower() not in MEDIA_SUFFIXES:
             h.update(hashlib.sha256(path.read_bytes()).digest())
         else:
             h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
