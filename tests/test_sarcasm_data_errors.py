@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.core import DataError
-from tasks.sarcasm import SarcasmTask, download, loader
+from tasks.sarcasm import SarcasmTask, bundled, loader
 from tests.conftest import shared_data_path
 
 
@@ -76,10 +76,7 @@ def test_resolve_data_accepts_the_data_root_holding_a_mustard_folder(tmp_path: P
     assert SarcasmTask().detect_protocol(root / "mustard") is None  # MUStARD: the default protocol
 
 
-def test_without_data_harness_data_is_used_and_nothing_is_downloaded(
-    tmp_path: Path, mustard_copy: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(download, "fetch_mustard", lambda folder: pytest.fail("must not download"))
+def test_without_data_harness_data_is_used(tmp_path: Path, mustard_copy: Path) -> None:
     root = tmp_path / "root"
     shutil.copytree(mustard_copy, root / "mustard")
     assert SarcasmTask().resolve_data(None, environ={"HARNESS_DATA": str(root)}) == root / "mustard"
@@ -87,25 +84,24 @@ def test_without_data_harness_data_is_used_and_nothing_is_downloaded(
         SarcasmTask().resolve_data(None, environ={"HARNESS_DATA": str(tmp_path / "elsewhere")})
 
 
-def test_without_data_or_harness_data_the_user_cache_is_filled(
-    tmp_path: Path, mustard_copy: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fetched: list[Path] = []
+def test_without_data_or_harness_data_the_shipped_copy_is_used(tmp_path: Path) -> None:
+    folder = SarcasmTask().resolve_data(None, environ={"HOME": str(tmp_path)})
+    assert folder == bundled.BUNDLED_DIR
+    annotations = folder / loader.ANNOTATIONS_FILE
+    import hashlib
 
-    def fake_fetch(folder: Path) -> None:  # stands in for the network
-        fetched.append(folder)
-        shutil.copytree(mustard_copy, folder)
-
-    monkeypatch.setattr(download, "fetch_mustard", fake_fetch)
-    cache = tmp_path / "cache"
-    assert SarcasmTask().resolve_data(None, environ={"XDG_CACHE_HOME": str(cache)}) == cache / "harness" / "mustard"
-    assert fetched == [cache / "harness" / "mustard"]
+    assert hashlib.sha256(annotations.read_bytes()).hexdigest() == bundled.ANNOTATIONS_SHA256  # upstream, unmodified
+    assert "MIT License" in (folder / "LICENSE").read_text()
+    assert bundled.MUSTARD_COMMIT in (folder / "SOURCE.md").read_text()
+    folds = SarcasmTask().folds(folder, "speaker-dependent")
+    assert [len(f.test) for f in folds] == [138] * 5
+    assert all(sum(bool(s.target) for s in f.test) == 69 for f in folds)
 
 
-def test_download_urls_pin_the_mustard_commit() -> None:
-    url = download.RAW_URL.format(repo=download.MUSTARD_REPO, commit=download.MUSTARD_COMMIT, name="split_indices.p")
-    assert url == ("https://raw.githubusercontent.com/soujanyaporia/MUStARD/"
-                   "b34b5134beeec42a36cdac79330637de9cc9894e/data/split_indices.p")
+def test_the_shipped_copy_equals_the_shared_data(shared_data) -> None:
+    source = shared_data("mustard")
+    for name in (loader.ANNOTATIONS_FILE, loader.DERIVED_SPLIT_FILE):
+        assert (bundled.BUNDLED_DIR / name).read_bytes() == (source / name).read_bytes()
 
 
 PLUS_PLUS_HEADER = ["SCENE", "KEY", "SENTENCE", "END_TIME", "SPEAKER", "SHOW", "Sarcasm", "Sarcasm_Type",

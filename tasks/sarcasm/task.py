@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.core import JSON, DataError, Fold, Metric, Record, Sample, Task
-from tasks.sarcasm import download, loader, protocols
+from tasks.sarcasm import bundled, loader, protocols
 from tasks.sarcasm.metrics import confusion_summary, prediction_label, sarcasm_metrics
 
 SPEAKER_DEPENDENT = "speaker-dependent"
@@ -59,16 +59,20 @@ class SarcasmTask(Task):
     cluster_key: ClassVar[str | None] = None
 
     def resolve_data(self, data: Path | None, *, environ: Mapping[str, str] | None = None) -> Path:
-        """`data` if given; else $HARNESS_DATA/mustard; else the user cache, downloading on first use."""
+        """`data` if given; else $HARNESS_DATA/mustard; else the MUStARD files shipped in this package
+        (no network needed)."""
         if data is not None:
             return validate_data_dir(Path(data))
-        folder, may_download = download.default_data_dir(self.data_folder, os.environ if environ is None else environ)
-        if may_download and not _is_plus_plus_folder(folder):
-            download.fetch_mustard(folder)  # fetches only the files not there yet
+        folder, _ = bundled.default_data_dir(self.data_folder, os.environ if environ is None else environ)
         if not folder.exists():
             raise DataError(f"{folder}: not found (HARNESS_DATA is set; put MUStARD's data/ files there "
                             "or pass --data)")
         return validate_data_dir(folder)
+
+    def data_status(self, data_root: Path | None) -> str:
+        if data_root is None:
+            return f"shipped MUStARD text ({bundled.BUNDLED_DIR})"
+        return super().data_status(data_root)
 
     def detect_protocol(self, data_dir: Path) -> str | None:
         """A folder holding only MUStARD++'s CSV implies its 5-fold protocol."""
