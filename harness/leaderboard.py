@@ -26,7 +26,9 @@ from sqlalchemy import (
     Text,
     create_engine,
     insert,
+    inspect,
     select,
+    text,
 )
 
 from harness.core import DataError, HarnessError
@@ -52,6 +54,13 @@ runs_table = Table(
     Column("started", String(40)),
     Column("finished", String(40)),
     Column("config", Text, nullable=False),
+    # Added for the shared board (older databases gain them in `_add_missing_columns`): rows of
+    # different scorer versions are never ranked together; `origin` is "local" (harness run) or
+    # "server" (a submission the board re-scored itself); `submitter` names the token's owner.
+    Column("scorer_version", String(32)),
+    Column("task_version", String(32)),
+    Column("origin", String(16)),
+    Column("submitter", String(64)),
 )
 
 metrics_table = Table(
@@ -93,29 +102,38 @@ class Leaderboard:
         try:
             self.engine = create_engine(url, future=True)
             metadata_obj.create_all(self.engine)
+            _add_missing_columns(self.engine)
         except Exception as exc:
             raise HarnessError(f"cannot open leaderboard database {url!r}: {exc}") from exc
 
-    def add_run(self, manifest: dict[str, Any], metrics: dict[str, MetricValue], headline: str) -> None:
+    def add_run(self, manifest: dict[str, Any], metrics: dict[str, MetricValue], headline: str, *,
+                conn: Any = None, origin: str = "local", submitter: str | None = None) -> None:
+        """Store a finished run; with `conn`, inside the caller's transaction (the board adds its
+        own tables' rows in the same one)."""
+        if conn is None:
+            with self.engine.begin() as own:  # one transaction: the whole row or nothing
+                self.add_run(manifest, metrics, headline, conn=own, origin=origin, submitter=submitter)
+            return
         cfg = manifest["config"]
-        with self.engine.begin() as conn:  # one transaction: the whole row or nothing
-            conn.execute(
-                insert(runs_table).values(
-                    run_id=manifest["run_id"], task=cfg["task"], protocol=cfg["protocol"], solver=cfg["solver"],
-                    model=cfg.get("model"), config_hash=manifest["config_hash"],
-                    data_fingerprint=manifest["data_fingerprint"], headline=headline,
-                    n_samples=manifest["n_samples"], n_errors=manifest["n_errors"], seed=manifest.get("seed"),
-                    git_commit=manifest.get("git_commit"), started=manifest.get("started"),
-                    finished=manifest.get("finished"), config=json.dumps(cfg, sort_keys=True),
-                )
+        conn.execute(
+            insert(runs_table).values(
+                scorer_version=_version(manifest, "scorer_version"),
+                task_version=_version(manifest, "task_version"), origin=origin, submitter=submitter,
+                run_id=manifest["run_id"], task=cfg["task"], protocol=cfg["protocol"], solver=cfg["solver"],
+                model=cfg.get("model"), config_hash=manifest["config_hash"],
+                data_fingerprint=manifest["data_fingerprint"], headline=headline,
+                n_samples=manifest["n_samples"], n_errors=manifest["n_errors"], seed=manifest.get("seed"),
+                git_commit=manifest.get("git_commit"), started=manifest.get("started"),
+                finished=manifest.get("finished"), config=json.dumps(cfg, sort_keys=True),
             )
-            rows = [
-                {"run_id": manifest["run_id"], "name": m.name, "value": _finite(m.value), "ci_low": _finite(m.ci_low),
-                 "ci_high": _finite(m.ci_high), "scale": m.scale, "higher_is_better": int(m.higher_is_better)}
-                for m in metrics.values()
-            ]
-            if rows:
-                conn.execute(insert(metrics_table), rows)
+        )
+        rows = [
+            {"run_id": manifest["run_id"], "name": m.name, "value": _finite(m.value), "ci_low": _finite(m.ci_low),
+             "ci_high": _finite(m.ci_high), "scale": m.scale, "higher_is_better": int(m.higher_is_better)}
+            for m in metrics.values()
+        ]
+        if rows:
+            conn.execute(insert(metrics_table), rows)
 
     def measured(self, task: str | None = None) -> list[BoardRow]:
         q = select(runs_table).order_by(runs_table.c.task, runs_table.c.finished)
@@ -140,12 +158,45 @@ class Leaderboard:
             out.append(BoardRow("measured", r["task"], r["protocol"], method, by_run.get(r["run_id"], {}),
                                 source=r["run_id"], n_samples=r["n_samples"], n_errors=r["n_errors"],
                                 extra={"config_hash": r["config_hash"], "finished": r["finished"],
-                                       "headline": r["headline"]}))
+                                       "headline": r["headline"], "scorer_version": r["scorer_version"],
+                                       "origin": r["origin"] or "local", "submitter": r["submitter"],
+                                       "data_fingerprint": r["data_fingerprint"], "solver": r["solver"]}))
         return out
+
+
+def _version(manifest: dict[str, Any], key: str) -> str | None:
+    """A version the manifest records, at top level or under "task" (core v2 manifests)."""
+    value = manifest.get(key)
+    if value is None and isinstance(manifest.get("task"), dict):
+        value = manifest["task"].get(key.removeprefix("task_"))
+    return None if value is None else str(value)
+
+
+def _add_missing_columns(engine: Any) -> None:
+    """Additive migration: columns this version declares that an older database lacks (nullable)."""
+    existing = {c["name"] for c in inspect(engine).get_columns(runs_table.name)}
+    missing = [c for c in runs_table.columns if c.name not in existing]
+    if missing:
+        with engine.begin() as conn:
+            for c in missing:
+                conn.execute(text(f'ALTER TABLE {runs_table.name} ADD COLUMN "{c.name}" '
+                                  f"{c.type.compile(dialect=engine.dialect)}"))
 
 
 def _finite(x: float) -> float | None:
     return None if x != x else float(x)  # NaN -> NULL (PostgreSQL and SQLite agree on NULL)
+
+
+REFERENCE_TYPES = ("paper_reported", "harness_reproduced", "author_verified")
+
+
+def _reference_type(path: Path, i: int, ref: dict[str, Any]) -> str:
+    """`type` of a reference row: what the paper printed, what this harness reproduced, or what the
+    authors confirmed; rows that do not say are what a paper reported."""
+    kind = ref.get("type", "paper_reported")
+    if kind not in REFERENCE_TYPES:
+        raise DataError(f"{path}: reference #{i + 1} has type {kind!r}; use one of {', '.join(REFERENCE_TYPES)}")
+    return kind
 
 
 def reference_rows(task: str | None = None, folder: Path | None = None) -> list[BoardRow]:
@@ -176,5 +227,7 @@ def reference_rows(task: str | None = None, folder: Path | None = None) -> list[
                 "reference", name, ref["protocol"], ref["method"],
                 {k: {"value": float(v), "ci_low": None, "ci_high": None} for k, v in ref["metrics"].items()},
                 source=source, verified=bool(ref.get("verified", False)), note=ref.get("note", ""),
+                extra={"type": _reference_type(path, i, ref), "arxiv": ref.get("arxiv"), "table": ref.get("table"),
+                       "cell": ref.get("cell"), "paper": ref["paper"]},
             ))
     return rows
