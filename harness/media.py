@@ -110,6 +110,40 @@ def _frame_count(stream: Any, path: Path) -> int:
     raise DataError(f"{path}: cannot tell the number of frames (no frame count or duration)")
 
 
+_INFO: dict[tuple[str, int, int], tuple[int, float]] = {}
+
+
+def video_info(path: Path) -> tuple[int, float]:
+    """(frame count, frames per second) of a video, remembered by (path, size, mtime)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: video file does not exist") from None
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _INFO:
+        container = _open(Path(path))
+        try:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            _INFO[key] = (_frame_count(stream, Path(path)), float(rate) if rate else 0.0)
+        finally:
+            container.close()
+    return _INFO[key]
+
+
+def frame_times(path: Path, n: int) -> list[float]:
+    """Timestamps (seconds from the start) of the `n` frames `sample_frames` picks."""
+    total, fps = video_info(path)
+    return [i / fps if fps else 0.0 for i in frame_indices(total, n)]
+
+
+def frames_intro(times: list[float]) -> str:
+    """The line put before sampled frames so the model knows they are one video, in order, and when."""
+    stamps = ", ".join(f"{t:.1f} s" for t in times)
+    return (f"The next {len(times)} images are frames of one video, in time order, sampled at {stamps} "
+            "from its start.")
+
+
 def sample_frames(path: Path, n: int, *, max_side: int | None = None, stats: DecodeStats | None = None) -> list[Any]:
     """`n` uniformly spaced frames of a video as RGB PIL images (fewer if the video is shorter)."""
     import av

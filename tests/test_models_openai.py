@@ -107,7 +107,6 @@ def test_hanging_server_times_out_with_the_url_in_the_message():
 def test_client_error_is_not_retried_and_names_the_status():
     with FakeOpenAIServer(ServerConfig(reject_json_schema=True)) as srv:
         b = OpenAIBackend("m", srv.base_url)
-        b.schema_supported = False  # a 400 for some other reason must surface, not loop
 
         async def bad():
             from harness.models.transport import AiohttpTransport

@@ -8,10 +8,11 @@ in-process. Importing this package (and the OpenAI path) never imports torch or 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from harness.core import HarnessError
 from harness.models.base import BackendError, ChatRequest, ChatResponse, Message, ModelBackend, Part
-from harness.models.wrappers import CachedBackend, RetryingBackend
+from harness.models.wrappers import CachedBackend, ReplicaSet, RetryingBackend
 
 __all__ = [
     "BackendError",
@@ -36,11 +37,15 @@ def make_backend(
     concurrency: int,
     timeout_s: float,
     max_retries: int = 8,
+    transcripts: Any = None,
 ) -> ModelBackend:
     """Build the backend named by `model` and wrap it in retries + rate limiting and a cache.
 
     `hf:PATH` -> in-process transformers; `vllm:NAME` -> in-process vLLM; anything else is a model
-    name on the OpenAI-compatible server at `base_url` (required then).
+    name on the OpenAI-compatible server at `base_url` (required then); a comma-separated `base_url`
+    lists replicas of that server, and requests go to the one with the least outstanding requests, each
+    replica limited to `concurrency`. The outermost wrapper counts every call per sample and role and,
+    given the run's `transcripts` (`harness.transcripts.TranscriptLog`), writes each call there.
     """
     backend: ModelBackend
     frames_dir = cache_dir / "frames" if cache_dir is not None else None
@@ -60,15 +65,16 @@ def make_backend(
             )
         from harness.models.openai_backend import OpenAIBackend
 
-        backend = OpenAIBackend(
-            model,
-            base_url,
-            api_key=api_key,
-            timeout_s=timeout_s,
-            max_connections=concurrency,
-            frame_cache_dir=frames_dir,
-        )
+        urls = [u.strip() for u in base_url.split(",") if u.strip()]
+        replicas: list[ModelBackend] = [
+            OpenAIBackend(model, url, api_key=api_key, timeout_s=timeout_s, max_connections=concurrency,
+                          frame_cache_dir=frames_dir)
+            for url in urls
+        ]
+        backend = replicas[0] if len(replicas) == 1 else ReplicaSet(replicas)
     wrapped: ModelBackend = RetryingBackend(backend, concurrency=concurrency, max_retries=max_retries)
     if use_cache and cache_dir is not None:
         wrapped = CachedBackend(wrapped, cache_dir)
-    return wrapped
+    from harness.transcripts import RecordingBackend
+
+    return RecordingBackend(wrapped, transcripts)

@@ -41,9 +41,10 @@ class BackendError(HarnessError):
 
 @dataclass(frozen=True)
 class Part:
-    """One piece of a message: text, an image (path or PNG/JPEG bytes), or a video (path + frames)."""
+    """One piece of a message: text, an image (path or PNG/JPEG bytes), a video (path + frames), or an
+    audio track (path; sent as `input_audio` to models that take audio)."""
 
-    type: Literal["text", "image", "video"]
+    type: Literal["text", "image", "video", "audio"]
     text: str | None = None
     path: str | None = None
     data: bytes | None = None  # encoded image bytes when there is no file
@@ -70,10 +71,16 @@ class ChatRequest:
     temperature: float = 0.0
     max_tokens: int = 512
     seed: int | None = None
+    top_p: float | None = None  # None: the server's default
     json_schema: JSONSchema | None = None
-    # videos as sampled frames (any VLM) or the server's native video input (vLLM's `video_url`)
-    video_input: Literal["frames", "native"] = "frames"
+    # How video parts go: "frames" = sampled frames as images, introduced by a line saying they are the
+    # ordered frames of one video and their timestamps (any VLM); "video" = the same frames as ONE
+    # `video_url` data URL of JPEG frames (vLLM: Qwen2.5-VL and other video models); "file" = the file
+    # itself as a `file://` video_url (vLLM started with --allowed-local-media-path).
+    video_input: Literal["frames", "video", "file"] = "frames"
     extra: dict[str, Any] = field(default_factory=dict)  # extra body fields for the server
+    # Who asks (an agent's name, "judge/<model>"): for transcripts and accounting only, not in the cache key.
+    role: str = ""
 
 
 @dataclass

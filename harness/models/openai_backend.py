@@ -1,10 +1,14 @@
 """Any OpenAI-compatible chat server (vLLM, `transformers serve`, hosted APIs) on the `openai` async client.
 
-Images go as data URLs; videos as uniformly sampled frames, or as vLLM's native `video_url` when the
-request asks for it and the server is vLLM. A JSON schema is requested with
-`response_format={"type": "json_schema", ...}` (vLLM structured outputs); once a server rejects it,
-the schema goes into the system prompt instead. Retries are not done here: `RetryingBackend` does
-them, so a waiting request holds no concurrency slot.
+Images go as data URLs. Videos (`ChatRequest.video_input`) go as uniformly sampled JPEG frames after a
+line that says they are the ordered frames of one video and when they were taken ("frames"), as one
+`video_url` data URL of those frames ("video", vLLM), or as a `file://` video_url ("file", vLLM with
+--allowed-local-media-path). Audio goes as `input_audio`. A JSON schema is requested with
+`response_format={"type": "json_schema", ...}` (vLLM structured outputs); when a server refuses a request
+with an error that names the schema or `response_format`, THAT request is sent again with the schema in
+the system prompt and the response says so (`raw["schema_fallback"]`); nothing is switched off for later
+requests. Retries are not done here: `RetryingBackend` does them, so a waiting request holds no
+concurrency slot.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import asyncio
 import base64
 import json
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +48,6 @@ class OpenAIBackend(ModelBackend):
         self.timeout_s = timeout_s
         self.max_connections = max(1, max_connections)
         self.frame_cache_dir = frame_cache_dir
-        self.schema_supported = True
         self._is_vllm: bool | None = None
         self.transport = make_transport(transport, self.base_url, self.api_key, timeout_s, self.max_connections)
 
@@ -59,27 +61,29 @@ class OpenAIBackend(ModelBackend):
         }
         if request.seed is not None:
             body["seed"] = request.seed
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
         schema = request.json_schema
         if schema is not None:
-            if self.schema_supported:
-                name = str(schema.get("title") or "answer")
-                body["response_format"] = {
-                    "type": "json_schema",
-                    "json_schema": {"name": name[:64], "schema": schema},
-                }
-            else:
-                body["messages"] = _with_instruction(messages, schema)
+            name = str(schema.get("title") or "answer")
+            body["response_format"] = {"type": "json_schema", "json_schema": {"name": name[:64], "schema": schema}}
         if request.extra:
             body.update(request.extra)
+        fallback_reason: str | None = None
         start = time.perf_counter()
         try:
             data = await self.transport.post("/chat/completions", body)
         except BackendError as error:
-            if schema is not None and self.schema_supported and error.status in (400, 422):
-                # The server has no structured outputs: say the schema in the prompt from now on.
-                self.schema_supported = False
-                return await self.chat(request)
-            raise
+            if schema is None or not names_schema(error):
+                raise
+            # This request's schema was refused (no structured outputs, or this schema): say it in the
+            # prompt instead, for this request only, and record the fallback. Other 400s (too many
+            # images, an over-long prompt) are this request's error and leave structured output on.
+            fallback_reason = str(error)[:300]
+            body.pop("response_format", None)
+            body["messages"] = _with_instruction(messages, schema)
+            start = time.perf_counter()
+            data = await self.transport.post("/chat/completions", body)
         latency = time.perf_counter() - start
         try:
             choice = data["choices"][0]
@@ -95,6 +99,10 @@ class OpenAIBackend(ModelBackend):
             from harness.structured import extract_json
 
             parsed = extract_json(text)
+        raw: dict[str, Any] = {"id": data.get("id"), "finish_reason": choice.get("finish_reason"),
+                               "endpoint": self.endpoint}
+        if fallback_reason is not None:
+            raw.update(schema_fallback=True, schema_fallback_reason=fallback_reason)
         return ChatResponse(
             text=text,
             parsed=parsed,
@@ -102,7 +110,7 @@ class OpenAIBackend(ModelBackend):
             completion_tokens=usage.get("completion_tokens") or 0,
             latency_s=latency,
             model=data.get("model") or body["model"],
-            raw={"id": data.get("id"), "finish_reason": choice.get("finish_reason")},
+            raw=raw,
         )
 
     async def _message(self, message: Message, request: ChatRequest) -> dict[str, Any]:
@@ -122,36 +130,44 @@ class OpenAIBackend(ModelBackend):
         if part.type == "image":
             url = media.image_data_url(part.data if part.data is not None else Path(part.path or ""), part.mime)
             return [{"type": "image_url", "image_url": {"url": url}}]
+        if part.type == "audio":
+            return [await asyncio.to_thread(audio_part, part)]
         if part.path is None:
             raise BackendError("a video part needs a path", endpoint=self.endpoint)
-        if request.video_input == "native" and await self._server_is_vllm():
-            url = media.file_data_url(Path(part.path), part.mime or "video/mp4")
-            return [{"type": "video_url", "video_url": {"url": url}}]
-        frames = await asyncio.to_thread(
-            media.sample_frames_jpeg, Path(part.path), part.num_frames or 8, cache_dir=self.frame_cache_dir
-        )
-        return [
-            {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(f).decode()}}
-            for f in frames
-        ]
-
-    async def _server_is_vllm(self) -> bool:
-        """vLLM answers `GET /version`; other servers (transformers serve, hosted APIs) do not."""
-        if self._is_vllm is None:
-            root = self.base_url.removesuffix("/v1")
-
-            def probe() -> bool:
-                try:
-                    with urllib.request.urlopen(f"{root}/version", timeout=5) as resp:
-                        return "version" in json.loads(resp.read())
-                except Exception:
-                    return False
-
-            self._is_vllm = await asyncio.to_thread(probe)
-        return self._is_vllm
+        if request.video_input == "file":
+            return [{"type": "video_url", "video_url": {"url": Path(part.path).resolve().as_uri()}}]
+        n = part.num_frames or 8
+        frames = await asyncio.to_thread(media.sample_frames_jpeg, Path(part.path), n, cache_dir=self.frame_cache_dir)
+        encoded = [base64.b64encode(f).decode() for f in frames]
+        if request.video_input == "video":
+            # vLLM reads `data:video/jpeg;base64,<frame>,<frame>,...` as one video of JPEG frames.
+            return [{"type": "video_url", "video_url": {"url": "data:video/jpeg;base64," + ",".join(encoded)}}]
+        times = await asyncio.to_thread(media.frame_times, Path(part.path), n)
+        intro = {"type": "text", "text": media.frames_intro(times[: len(encoded)])}
+        return [intro, *({"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + e}} for e in encoded)]
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+
+SCHEMA_ERROR_WORDS = ("response_format", "json_schema", "schema", "guided", "structured", "grammar",
+                      "xgrammar", "outlines")
+
+
+def names_schema(error: BackendError) -> bool:
+    """An HTTP 400/422 whose message is about the schema or `response_format` (not, say, too many images)."""
+    return error.status in (400, 422) and any(w in str(error).lower() for w in SCHEMA_ERROR_WORDS)
+
+
+def audio_part(part: Part) -> dict[str, Any]:
+    """An audio file as an OpenAI `input_audio` part (wav or mp3 as given; other formats as wav)."""
+    path = Path(part.path or "")
+    fmt = "mp3" if path.suffix.lower() == ".mp3" else "wav"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BackendError(f"{path}: cannot read audio ({exc})") from None
+    return {"type": "input_audio", "input_audio": {"data": base64.b64encode(data).decode(), "format": fmt}}
 
 
 def _with_instruction(messages: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict[str, Any]]:

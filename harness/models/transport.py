@@ -115,8 +115,10 @@ class OpenAIClientTransport(_PerLoop):
         except openai.APIConnectionError as exc:
             raise BackendError(f"cannot connect to {url}: {exc}", endpoint=self.base_url, retryable=True) from exc
         except openai.APIStatusError as exc:
+            # openai keeps `{"error": X}`'s X as the body, else the whole (vLLM flat) body
+            message = error_text(exc.body) or exc.message
             raise BackendError(
-                f"{url} answered HTTP {exc.status_code}: {exc.message}",
+                f"{url} answered HTTP {exc.status_code}: {str(message)[:300]}",
                 endpoint=self.base_url,
                 status=exc.status_code,
                 retryable=is_retryable(exc.status_code),
@@ -184,12 +186,29 @@ class AiohttpTransport(_PerLoop):
             self._client = None
 
 
+def error_text(body: Any) -> str | None:
+    """The message of an error body: OpenAI's `{"error": {"message": ...}}`, vLLM's flat
+    `{"object": "error", "message": ...}`, `{"error": "..."}` or `{"detail": ...}` (FastAPI); None if none."""
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    if isinstance(error, str) and error:
+        return error
+    for key in ("message", "detail"):
+        if body.get(key):
+            return str(body[key])
+    return None
+
+
 def _error_message(payload: bytes) -> str:
     try:
-        error = json.loads(payload).get("error")
-        return str(error.get("message") if isinstance(error, dict) else error)[:300]
-    except (ValueError, AttributeError):
+        body = json.loads(payload)
+    except ValueError:
         return payload[:300].decode(errors="replace")
+    text = error_text(body)
+    return (text if text is not None else payload[:300].decode(errors="replace"))[:300]
 
 
 def make_transport(

@@ -48,6 +48,11 @@ class AdaptiveLimiter:
     def allowed(self) -> int:
         return max(1, int(self.limit))
 
+    @property
+    def outstanding(self) -> int:
+        """Requests in flight plus those waiting for a slot."""
+        return self.in_flight + len(self._retries) + len(self._fresh)
+
     async def acquire(self, retry: bool = False) -> None:
         if self.in_flight < self.allowed and not self._retries and not self._fresh:
             self.in_flight += 1
@@ -103,6 +108,44 @@ def endpoint_limiter(endpoint: str, concurrency: int) -> AdaptiveLimiter:
     return limiter
 
 
+_rotation = 0
+
+
+def least_outstanding(limiters: list[AdaptiveLimiter]) -> int:
+    """Index of the limiter with the fewest requests in flight or queued per allowed slot; ties rotate."""
+    global _rotation
+    _rotation += 1
+    n = len(limiters)
+    loads = [lim.outstanding / lim.allowed for lim in limiters]
+    return min(range(n), key=lambda i: (loads[i], (i - _rotation) % n))
+
+
+class ReplicaSet(ModelBackend):
+    """One model served by several endpoints (`--base-url URL1,URL2`: vLLM replicas). `RetryingBackend`
+    sends each attempt to the replica with the least outstanding requests, each replica with its own
+    concurrency limit (and its own back-off on 429s); used alone, it picks the same way without limits."""
+
+    def __init__(self, replicas: list[ModelBackend]) -> None:
+        if not replicas:
+            raise ValueError("a replica set needs at least one backend")
+        self.replicas = replicas
+        self.model = replicas[0].model
+        self.endpoint = ",".join(r.endpoint for r in replicas)
+        self._in_flight = [0] * len(replicas)
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        i = min(range(len(self.replicas)), key=lambda k: self._in_flight[k])
+        self._in_flight[i] += 1
+        try:
+            return await self.replicas[i].chat(request)
+        finally:
+            self._in_flight[i] -= 1
+
+    async def aclose(self) -> None:
+        for replica in self.replicas:
+            await replica.aclose()
+
+
 class RetryingBackend(ModelBackend):
     """Retries retryable `BackendError`s with exponential back-off and full jitter (attempt k waits
     uniform(0, min(max_delay_s, base_delay_s * 2**k))), or the server's `Retry-After` (+ up to 10%
@@ -138,14 +181,21 @@ class RetryingBackend(ModelBackend):
         return self._rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt))
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        limiter = endpoint_limiter(self.endpoint, self.concurrency)
+        replicas: list[ModelBackend] = getattr(self.inner, "replicas", None) or [self.inner]
+        if len(replicas) == 1:
+            limiters = [endpoint_limiter(self.endpoint, self.concurrency)]
+        else:
+            limiters = [endpoint_limiter(r.endpoint, self.concurrency) for r in replicas]
         attempt = 0
         guesses = 0  # failures without Retry-After: the exponent of our own back-off
         timeouts = 0
         while True:
+            # least outstanding (in flight + queued, relative to its limit) of the replicas, per attempt
+            pick = 0 if len(limiters) == 1 else least_outstanding(limiters)
+            limiter = limiters[pick]
             await limiter.acquire(retry=attempt > 0)
             try:
-                response = await self.inner.chat(request)
+                response = await replicas[pick].chat(request)
             except BackendError as error:
                 limiter.release()
                 if error.status == 429:
@@ -208,6 +258,9 @@ def _part_key(part: Part) -> dict[str, Any]:
     return {"type": part.type, "media": media, "mime": part.mime, "frames": part.num_frames}
 
 
+MEDIA_FORMAT = "2"  # bump when the rendering of video/audio parts for a model changes
+
+
 def request_key(model: str, request: ChatRequest) -> str:
     """Content hash of everything that determines an answer: the model, the messages with the bytes
     of their media, the sampling parameters and the schema."""
@@ -217,17 +270,20 @@ def request_key(model: str, request: ChatRequest) -> str:
         "temperature": request.temperature,
         "max_tokens": request.max_tokens,
         "seed": request.seed,
+        **({"top_p": request.top_p} if request.top_p is not None else {}),  # absent: old cache keys hold
         "schema": request.json_schema,
         "video_input": request.video_input,
         "extra": request.extra,
     }
+    if any(p.type in ("video", "audio") for m in request.messages for p in m.content):
+        payload["media_format"] = MEDIA_FORMAT  # how backends render media parts (frames intro, video_url)
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 class CachedBackend(ModelBackend):
     """Answers repeated requests from SQLite (`cache_dir/model_cache.sqlite`, WAL, safe across
-    tasks, threads and processes). Only successful responses are stored."""
+    tasks, threads and processes). Only successful, non-empty responses are stored."""
 
     def __init__(self, inner: ModelBackend, cache_dir: Path) -> None:
         self.inner = inner
@@ -286,7 +342,8 @@ class CachedBackend(ModelBackend):
             return hit
         self.misses += 1
         response = await self.inner.chat(request)
-        self.put(key, response)
+        if response.text.strip() or response.parsed is not None:  # an empty answer is never cached
+            self.put(key, response)
         return response
 
     async def aclose(self) -> None:

@@ -46,6 +46,10 @@ class ServerConfig:
     answer: str = ""  # "module:function" importable answer function; "" = built-in echo/schema answer
     model: str = "fake-model"
     seed: int = 0
+    served_models: tuple[str, ...] = ()  # when set, other model names get vLLM's 404 (one server, one model)
+    finish_reason: str = "stop"  # e.g. "length": every answer reports a max_tokens cut-off
+    reject_marker: str = ""  # a request whose user text holds this gets a vLLM-style 400 (not about the schema)
+    error_style: str = "openai"  # "vllm": error bodies are flat {"object": "error", "message": ...}
 
 
 def schema_instance(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> Any:
@@ -173,8 +177,19 @@ def build_app(cfg: ServerConfig, counters: Counters) -> Any:
             if cfg.hang:
                 await never.wait()
             fmt = body.get("response_format") or {}
+
+            def error(message: str, status: int, kind: str = "BadRequestError") -> Response:
+                if cfg.error_style == "vllm":
+                    flat = {"object": "error", "message": message, "type": kind, "param": None, "code": status}
+                    return JSONResponse(flat, status)
+                return JSONResponse({"error": {"message": message}}, status)
+
+            if cfg.served_models and body.get("model") not in cfg.served_models:
+                return error(f"The model `{body.get('model')}` does not exist.", 404, "NotFoundError")
             if cfg.reject_json_schema and fmt.get("type") == "json_schema":
-                return JSONResponse({"error": {"message": "response_format json_schema unsupported"}}, 400)
+                return error("response_format json_schema unsupported", 400)
+            if cfg.reject_marker and cfg.reject_marker in last_user_text(body):
+                return error("At most 1 image(s) may be provided in one request.", 400)
             if cfg.fail_fraction and rng.random() < cfg.fail_fraction:
                 if cfg.fail_latency_s:
                     await asyncio.sleep(cfg.fail_latency_s)
@@ -201,7 +216,7 @@ def build_app(cfg: ServerConfig, counters: Counters) -> Any:
                     {
                         "index": 0,
                         "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
+                        "finish_reason": cfg.finish_reason,
                     }
                 ],
                 "usage": {
