@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -57,7 +58,7 @@ class RunProgress:
                 console=self._console,
                 refresh_per_second=4,
             )
-            self._task_id = self._bar.add_task(self.label, total=self.total, cached=0, errors=0, rate="")
+            self._task_id = self._bar.add_task(escape(self.label), total=self.total, cached=0, errors=0, rate="")
             self._bar.start()
         return self
 
@@ -83,5 +84,5 @@ class RunProgress:
         rate = f"{speed:,.1f}/s" if speed else ""
         self._bar.update(
             self._task_id, completed=self.done, cached=self.cached, errors=self.errors, rate=rate,
-            description=f"{self.label} [{self.fold}]" if self.fold else self.label,
+            description=escape(f"{self.label} [{self.fold}]" if self.fold else self.label),  # names are not markup
         )

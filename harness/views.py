@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.leaderboard import BoardRow
@@ -23,20 +24,25 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 TABLE_METRICS = 3  # metrics shown in the terminal board unless --metrics names others
 
 
+def _e(value: Any) -> str:
+    """Any user- or server-supplied string (names, options, paths, errors) as rich prints it literally."""
+    return escape(str(value))
+
+
 def _fmt(v: float | None, digits: int = 1) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
 def print_run_summary(result: Any) -> None:
     n = len(result.records)
-    t = Table(title=f"{result.config.task} / {result.config.protocol} · {result.config.solver}"
-              + (f" · {result.config.model}" if result.config.model else ""))
+    t = Table(title=_e(f"{result.config.task} / {result.config.protocol} · {result.config.solver}"
+                       + (f" · {result.config.model}" if result.config.model else "")))
     t.add_column("metric")
     t.add_column("value", justify="right")
     t.add_column("95% CI (bootstrap)", justify="right")
     for m in result.metrics.values():
         lo, hi = m.ci_low * m.scale, m.ci_high * m.scale
-        t.add_row(m.name, _fmt(m.value * m.scale, 2), f"[{_fmt(lo, 2)}, {_fmt(hi, 2)}]")
+        t.add_row(_e(m.name), _fmt(m.value * m.scale, 2), _e(f"[{_fmt(lo, 2)}, {_fmt(hi, 2)}]"))
     console.print(t)
     console.print(
         f"samples: {n} · from cache: {result.n_cached} · computed: {n - result.n_cached} · "
@@ -45,8 +51,8 @@ def print_run_summary(result: Any) -> None:
     if result.n_errors:
         errs = sorted({r.error for r in result.records if r.error})
         console.print(f"[red]{result.n_errors} errored samples[/red] (excluded from metrics; re-run retries them)."
-                      f" First error: {errs[0]}")
-    console.print(f"run {result.run_id} → {result.run_dir}", highlight=False, soft_wrap=True)
+                      f" First error: {_e(errs[0])}")
+    console.print(f"run {_e(result.run_id)} → {_e(result.run_dir)}", highlight=False, soft_wrap=True)
 
 
 def print_tasks(data_root: Path | None) -> None:
@@ -59,10 +65,10 @@ def print_tasks(data_root: Path | None) -> None:
         try:
             task = get_task(name)
         except Exception as exc:  # one broken plugin must not hide the others
-            t.add_row(name, "", "", f"[red]failed to load: {exc}")
+            t.add_row(_e(name), "", "", f"[red]failed to load: {_e(exc)}")
             continue
         protos = ", ".join(f"{p}{'*' if p == task.default_protocol else ''}" for p in task.protocols)
-        t.add_row(name, protos, task.default_solver, task.data_status(data_root))
+        t.add_row(_e(name), _e(protos), _e(task.default_solver), _e(task.data_status(data_root)))
     console.print(t)
     console.print("* default protocol")
 
@@ -70,12 +76,12 @@ def print_tasks(data_root: Path | None) -> None:
 def print_solvers(task: str | None) -> None:
     from harness.registry import solvers_for, task_names
 
-    t = Table(title=f"solvers for {task}" if task else "solvers")
+    t = Table(title=f"solvers for {_e(task)}" if task else "solvers")
     for col in ("task", "solver", "kind", "description"):
         t.add_column(col)
     for name in [task] if task else task_names():
         for e in solvers_for(name):
-            t.add_row(name, e.name, e.kind, e.description)
+            t.add_row(_e(name), _e(e.name), _e(e.kind), _e(e.description))
     console.print(t)
 
 
@@ -130,7 +136,7 @@ def print_board(rows: list[BoardRow], fmt: str, wanted: list[str] | None = None,
         part = [r for r in rows if r.kind == kind]
         t = Table(title=title)
         for col in ("task", "protocol", "method", *names):
-            t.add_column(col, justify="right" if col in names else "left")
+            t.add_column(_e(col), justify="right" if col in names else "left")
         if kind == "measured":
             t.add_column("n")
             t.add_column("run", overflow="fold")
@@ -140,7 +146,7 @@ def print_board(rows: list[BoardRow], fmt: str, wanted: list[str] | None = None,
         for r in part:
             last = (f"{r.n_samples}" + (f" ({r.n_errors} err)" if r.n_errors else "")) if kind == "measured" else (
                 "yes" if r.verified else "no")
-            t.add_row(r.task, r.protocol, r.method, *(_cell(r, n) for n in names), last, r.source)
+            t.add_row(*(_e(c) for c in (r.task, r.protocol, r.method, *(_cell(r, n) for n in names), last, r.source)))
         if not part:
             t.add_row(*(["(none)"] + [""] * (len(names) + 4)))
         con.print(t)
@@ -162,20 +168,21 @@ def board_html(rows: list[BoardRow], names: list[str]) -> str:
 
 def print_show(manifest: dict, records: list, metrics: dict, n_samples: int = 5) -> None:
     cfg = manifest["config"]
-    console.print(f"[bold]{manifest['run_id']}[/bold] · status {manifest.get('status')} · "
-                  f"{manifest.get('started')} → {manifest.get('finished')}")
-    console.print(f"task {cfg['task']} / {cfg['protocol']} · solver {cfg['solver']} {cfg.get('solver_options') or ''}"
-                  f" · model {cfg.get('model')} · seed {cfg.get('seed')} · config hash {manifest.get('config_hash')}")
-    console.print(f"data {manifest.get('data')} (fingerprint {manifest.get('data_fingerprint')}) · "
-                  f"git {manifest.get('git_commit')}")
+    console.print(f"[bold]{_e(manifest['run_id'])}[/bold] · status {_e(manifest.get('status'))} · "
+                  f"{_e(manifest.get('started'))} → {_e(manifest.get('finished'))}")
+    console.print(_e(f"task {cfg['task']} / {cfg['protocol']} · solver {cfg['solver']} "
+                     f"{cfg.get('solver_options') or ''} · model {cfg.get('model')} · seed {cfg.get('seed')} · "
+                     f"config hash {manifest.get('config_hash')}"))
+    console.print(_e(f"data {manifest.get('data')} (fingerprint {manifest.get('data_fingerprint')}) · "
+                     f"git {manifest.get('git_commit')}"))
     t = Table(title="metrics")
     for col in ("metric", "value", "95% CI"):
         t.add_column(col)
     for name, m in (metrics.get("metrics") or {}).items():
         s = m.get("scale", 1.0)
         lo, hi = m.get("ci_low"), m.get("ci_high")
-        t.add_row(name, _fmt(m["value"] * s, 2),
-                  f"[{_fmt(lo * s if lo is not None else None, 2)}, {_fmt(hi * s if hi is not None else None, 2)}]")
+        t.add_row(_e(name), _fmt(m["value"] * s, 2),
+                  _e(f"[{_fmt(lo * s if lo is not None else None, 2)}, {_fmt(hi * s if hi is not None else None, 2)}]"))
     console.print(t)
     console.print(f"samples {metrics.get('n_samples')} · errored {metrics.get('n_errors')} · "
                   f"cached {metrics.get('n_cached')}")
@@ -188,13 +195,13 @@ def print_show(manifest: dict, records: list, metrics: dict, n_samples: int = 5)
 
 def print_comparison(c: Any) -> None:
     a, b = c.run_a, c.run_b
-    t = Table(title=f"{a['run_id']} (A) vs {b['run_id']} (B): paired bootstrap on shared samples")
+    t = Table(title=_e(f"{a['run_id']} (A) vs {b['run_id']} (B): paired bootstrap on shared samples"))
     for col in ("metric", "A", "B", "A − B", "95% CI", "p"):
         t.add_column(col, justify="right")
     for r in c.rows:
         s = r.scale
-        t.add_row(r.metric, _fmt(r.a * s, 2), _fmt(r.b * s, 2), _fmt(r.diff * s, 2),
-                  f"[{_fmt(r.ci_low * s, 2)}, {_fmt(r.ci_high * s, 2)}]", f"{r.p_value:.4f}")
+        t.add_row(_e(r.metric), _fmt(r.a * s, 2), _fmt(r.b * s, 2), _fmt(r.diff * s, 2),
+                  _e(f"[{_fmt(r.ci_low * s, 2)}, {_fmt(r.ci_high * s, 2)}]"), f"{r.p_value:.4f}")
     console.print(t)
     n = c.rows[0].n_shared if c.rows else 0
     console.print(f"shared samples {n} · only in A {c.n_only_a} · only in B {c.n_only_b}")
