@@ -14,7 +14,10 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from harness.metrics import Classification
 
 JSON = Any  # anything json.dumps accepts
 
@@ -81,23 +84,44 @@ class Record:
 
 @dataclass(frozen=True)
 class Metric:
-    """An aggregate over records. `fn` sees only successful records of one fold when `per_fold`
-    is true (the reported value is then the mean over folds, as MUStARD's 5-fold CV reports),
-    else all successful records pooled. Give `fn`, or `mean_of` for a mean of a per-sample score."""
+    """An aggregate over records. It sees the successful records of its `splits`: of one fold at a
+    time when `per_fold` is true (the reported value is then the mean over folds, as MUStARD's 5-fold
+    CV reports), else all pooled. Give exactly one of: `fn` (any function of a record list),
+    `mean_of` (the mean of a per-sample score), or `classification` (a count-based classification
+    metric of harness.metrics, or a tuple of them whose values are averaged). The last two are
+    evaluated vectorised over all bootstrap replicates at once (fast); `fn` once per replicate.
+
+    `resample="samples"`: the CI resamples the test/probe records (other splits, e.g. dev or gallery,
+    stay fixed in every replicate); `"none"`: a set-level metric (FID, EER over a gallery) that is not
+    bootstrapped, its CI is nan."""
 
     name: str
     fn: Callable[[Sequence[Record]], float] | None = None
     per_fold: bool = False
     higher_is_better: bool = True
     scale: float = 1.0  # multiply for display only (e.g. 100 for percentages)
-    # When set, the metric is the mean of this per-sample score; the bootstrap then runs on a numpy
-    # array instead of calling `fn` on record lists (fast for 100k samples).
     mean_of: str | None = None
+    splits: tuple[str, ...] = ("test",)
+    resample: str = "samples"  # "samples" | "none"
+    classification: Classification | tuple[Classification, ...] | None = None
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("fn", "mean_of", "classification") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"metric {self.name}: give exactly one of fn, mean_of, classification (got {given})")
+        if self.resample not in ("samples", "none"):
+            raise ValueError(f"metric {self.name}: resample must be 'samples' or 'none', not {self.resample!r}")
+        if isinstance(self.splits, str):
+            object.__setattr__(self, "splits", (self.splits,))
 
     def compute(self, records: Sequence[Record]) -> float:
+        """The value on exactly these records (callers pick the records of `splits`)."""
         if self.mean_of is not None:
             return float(sum(r.scores[self.mean_of] for r in records) / len(records)) if records else float("nan")
-        assert self.fn is not None, f"metric {self.name} has neither fn nor mean_of"
+        if self.classification is not None:
+            specs = self.classification if isinstance(self.classification, tuple) else (self.classification,)
+            return float(sum(spec.evaluate(records) for spec in specs) / len(specs))
+        assert self.fn is not None
         return float(self.fn(records))
 
 
@@ -187,6 +211,8 @@ class Task(abc.ABC):
     mllm_solver: ClassVar[str | None] = None  # chosen when --model is given without --solver
     data_folder: ClassVar[str] = ""  # folder name under HARNESS_DATA
     cluster_key: ClassVar[str | None] = None  # group key whose clusters the bootstrap resamples
+    # False: the bootstrap pools all folds' units (LOSO with cluster_key="subject": non-zero CIs)
+    bootstrap_within_folds: ClassVar[bool] = True
 
     def resolve_data(self, data: Path | None) -> Path:
         """Locate (or fetch) the data folder and validate its layout, raising `DataError`."""
