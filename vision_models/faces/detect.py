@@ -1,0 +1,144 @@
+"""Face detection and landmarks with dlib's models, read by path from `face-recognition-models`.
+
+Why by path: `face_recognition_models` imports `pkg_resources` (gone from new setuptools), and the
+`face_recognition` package pulls a source build of dlib. The four `.dat` files ship inside the wheel,
+so we locate its folder with `importlib.util.find_spec` (no import) and load them with dlib directly.
+
+Large photos are shrunk to `max_side` pixels before HOG detection (HOG cost grows with the pixel
+count; faces in web photos stay far above the detector's 80 px minimum); boxes are mapped back.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.core import HarnessError
+
+MODEL_FILES = {
+    "recognizer": "dlib_face_recognition_resnet_model_v1.dat",
+    "landmarks5": "shape_predictor_5_face_landmarks.dat",
+    "landmarks68": "shape_predictor_68_face_landmarks.dat",
+    "cnn_detector": "mmod_human_face_detector.dat",
+}
+
+
+def model_path(kind: str) -> Path:
+    """Path of one of dlib's model files shipped by the `face-recognition-models` wheel."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise HarnessError("dlib face models missing: pip install 'harness-eval[faces]' (face-recognition-models)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / MODEL_FILES[kind]
+    if not path.is_file():
+        raise HarnessError(f"weights missing: {path} (reinstall face-recognition-models)")
+    return path
+
+
+def _dlib() -> Any:
+    try:
+        import dlib
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise HarnessError("dlib missing: pip install 'harness-eval[faces]' (dlib-bin)") from exc
+    return dlib
+
+
+@lru_cache(maxsize=1)
+def hog_detector() -> Any:
+    return _dlib().get_frontal_face_detector()
+
+
+@lru_cache(maxsize=2)
+def shape_predictor(points: int = 5) -> Any:
+    return _dlib().shape_predictor(str(model_path("landmarks68" if points == 68 else "landmarks5")))
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face: box (left, top, right, bottom) in image pixels, detector score, landmarks [n, 2]."""
+
+    box: tuple[int, int, int, int]
+    score: float
+    landmarks: np.ndarray
+
+    def to_json(self) -> dict[str, Any]:
+        return {"box": list(self.box), "score": self.score, "landmarks": self.landmarks.round(2).tolist()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Face:
+        return cls(tuple(int(v) for v in data["box"]), float(data["score"]), np.asarray(data["landmarks"], float))
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8, C-contiguous (what dlib accepts); grey images are repeated over three channels."""
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise HarnessError(f"expected an HxWx3 image, got shape {img.shape}")
+    img = img[:, :, :3]
+    if img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(img)
+
+
+def _shrink(img: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    scale = max(img.shape[:2]) / max_side
+    if scale <= 1:
+        return img, 1.0
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    small = Image.fromarray(img).resize((max(1, round(w / scale)), max(1, round(h / scale))), Image.BILINEAR)
+    return np.asarray(small), scale
+
+
+def detect_faces(image: np.ndarray, *, upsample: int = 1, max_side: int = 640, points: int = 5) -> list[Face]:
+    """All faces dlib's HOG detector finds, largest first, with `points` (5 or 68) landmarks each."""
+    dlib = _dlib()
+    img = as_rgb_uint8(image)
+    small, scale = _shrink(img, max_side)
+    rects, scores, _ = hog_detector().run(small, upsample, 0.0)
+    predictor = shape_predictor(points)
+    h, w = img.shape[:2]
+    faces = []
+    for rect, score in zip(rects, scores, strict=True):
+        box = (
+            max(0, round(rect.left() * scale)),
+            max(0, round(rect.top() * scale)),
+            min(w, round(rect.right() * scale)),
+            min(h, round(rect.bottom() * scale)),
+        )
+        shape = predictor(img, dlib.rectangle(*box))
+        pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+        faces.append(Face(box, float(score), pts))
+    faces.sort(key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
+    return faces
+
+
+def detect_face(image: np.ndarray, **kwargs: Any) -> Face | None:
+    """The largest face, or None when the detector finds none."""
+    faces = detect_faces(image, **kwargs)
+    return faces[0] if faces else None
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """An image file as HxWx3 uint8 RGB; a clear error naming the file when it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        from harness.core import DataError
+
+        raise DataError(f"{p}: image file missing")
+    try:
+        with Image.open(p) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        from harness.core import DataError
+
+        raise DataError(f"{p}: not a readable image ({exc})") from exc
