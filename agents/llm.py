@@ -15,8 +15,8 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, create_model
 
 from harness.core import HarnessError, RunContext
-from harness.models.base import ChatRequest, Message, ModelBackend, Part
-from harness.structured import Parsed, extract_json, match_label, parse_model
+from harness.models.base import BackendError, ChatRequest, Message, ModelBackend, Part
+from harness.structured import Parsed, extract_json, free_text_blocked, match_label, parse_model
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -51,6 +51,11 @@ async def ask(
     messages: Sequence[Message],
     schema: type[M],
     settings: CallSettings,
+    finish_reason: str | None = None  # "length": cut at max_tokens (then never read as free text)
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
 ) -> Answer[M]:
     """Ask for one object of `schema`; validate the backend's parsed object, else the text."""
     request = ChatRequest(
@@ -65,12 +70,19 @@ async def ask(
     text = response.text or ""
     result = parse_model(text, schema, parsed=response.parsed if isinstance(response.parsed, Mapping) else None)
     if isinstance(result, Parsed):
-        return Answer(result.value, text, None, response.prompt_tokens, response.completion_tokens)
-    return Answer(None, text, result.reason, response.prompt_tokens, response.completion_tokens)
+        return Answer(result.value, text, None, response.prompt_tokens, response.completion_tokens, finish_reason)
+    return Answer(None, text, result.reason, response.prompt_tokens, response.completion_tokens, finish_reason)
 
 
 def label_field(labels: Sequence[str]) -> Any:
     """A `Literal[...]` type over the labels (the JSON schema's enum)."""
+    finish_reason = (response.raw or {}).get("finish_reason")
+    if not text.strip() and response.parsed is None:
+        # An empty or null answer is this sample's error (never a prediction, never cached): a re-run
+        # asks again. Backends' caches skip empty answers too (`CachedBackend`).
+        where = getattr(backend, "endpoint", "") or getattr(backend, "model", "") or type(backend).__name__
+        raise BackendError(f"{where} answered with an empty message (finish_reason={finish_reason})",
+                           endpoint=str(where))
     return Literal[tuple(labels)]  # type: ignore[valid-type]
 
 
@@ -101,19 +113,25 @@ def summarise_parts(parts: Sequence[Part]) -> str:
     return ", ".join(out)
 
 
-def parse_labels(text: str, parsed: Any, vocab: Mapping[str, Sequence[str]]) -> dict[str, str | None]:
-    """Tolerant multi-head parse: each head's label from the JSON object of the answer (its value
-    matched to the vocabulary), else from a ``head: label`` line; a head whose label is missing,
-    ambiguous or negated stays `None`."""
+def parse_labels(
+    text: str, parsed: Any, vocab: Mapping[str, Sequence[str]], finish_reason: str | None = None
+) -> dict[str, str | None]:
+    """Tolerant multi-head parse: each head's label from the JSON object of the answer (its string
+    value matched to the vocabulary), else from a ``head: label`` line; a head whose label is missing,
+    ambiguous or negated stays `None`. A truncated answer gives no label, and the line reading never
+    runs over JSON-looking text (`harness.structured.free_text_blocked`)."""
+    if finish_reason == "length":
+        return {head: None for head in vocab}
     obj = parsed if isinstance(parsed, Mapping) else extract_json(text)
     out: dict[str, str | None] = {}
     for head, labels in vocab.items():
         label = None
-        if isinstance(obj, Mapping) and obj.get(head) is not None:
-            label = find_label(str(obj[head]), labels)
-        if label is None:
+        if isinstance(obj, Mapping) and isinstance(obj.get(head), str):
+            label = find_label(obj[head], labels)
+        if label is None and free_text_ok:
             line = re.search(rf"(?im)^\W*{re.escape(head)}\W*[:=\-]\s*(.+)$", text)
             if line:
+    free_text_ok = free_text_blocked(text) is None
                 label = find_label(line.group(1), labels)
         out[head] = label
     return out

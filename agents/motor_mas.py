@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from agents.llm import Answer, CallSettings, Extractor, ask, find_label, label_field, summarise_parts
 from harness.models.base import Message, ModelBackend, Part
+from harness.structured import free_text_blocked
 
 HEAD_ROLES: dict[str, str] = {
     "behavior": "the learners' observable collaborative behavior: what they do and say "
@@ -169,6 +170,10 @@ class MotorMAS:
         if answer.value is not None:
             return answer.value.model_dump()
         out: dict[str, Any] = {"label": None, "evidence": "", "confidence": 0.0, "error": answer.error}
+        blocked = free_text_blocked(answer.text, answer.finish_reason)
+        if blocked is not None:  # cut at max_tokens or JSON that did not validate: invalid, never a label
+            out.update(invalid=True, raw=answer.text[:2000], error=f"{blocked} ({answer.error})")
+            return out
         label = find_label(answer.text, labels)  # tolerant free-text fallback
         by = "text"
         if label is None and self.extractor is not None:

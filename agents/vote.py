@@ -129,7 +129,8 @@ class VoteMAS:
             if answer.value is not None:
                 out = answer.value.model_dump()
             else:  # tolerant per-head parse: one bad head does not void the others
-                out = {**parse_labels(answer.text, None, ev.vocab), "confidence": 0.0, "rationale": ""}
+                heads = parse_labels(answer.text, None, ev.vocab, answer.finish_reason)
+                out = {**heads, "confidence": 0.0, "rationale": ""}
                 out.update(invalid=True, error=answer.error, raw=answer.text[:2000])
             entry = {"node": f"debate_{i}" if debate_round else name, "input": summarise_parts(messages[1].content),
                      "output": {h: out.get(h) for h in (*ev.vocab, "confidence", "rationale")},

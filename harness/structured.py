@@ -83,6 +83,30 @@ def parse_model(text: str, model: type[BaseModel], parsed: Any = None) -> ParseR
         return Invalid(f"JSON does not match {model.__name__}: {where}: {first['msg']}", text)
 
 
+_JSON_LIKE = re.compile(r'\{\s*["\'}]|\[\s*[{"\]]|```')
+
+
+def looks_like_json(text: str) -> bool:
+    """True when the answer is (or embeds) JSON, complete or not: it starts with `{`, or holds a code
+    fence, `{"`, `{}` or `["`. Free-text label reading never runs over such text: a JSON answer that did
+    not validate (cut at max_tokens, a null or unknown value) names its keys, and a key is not a label."""
+    stripped = text.strip()
+    return stripped.startswith("{") or bool(_JSON_LIKE.search(text))
+
+
+def free_text_blocked(text: str, finish_reason: str | None = None) -> str | None:
+    """Why an answer that did not validate must not be read as free text (None: it may be).
+
+    A truncated answer (`finish_reason == "length"`) is never read: its end is missing. A JSON-looking
+    answer is never read either (see `looks_like_json`). Either is an invalid prediction, never a class.
+    """
+    if finish_reason == "length":
+        return "truncated: the answer reached max_tokens (finish_reason=length)"
+    if looks_like_json(text):
+        return "a JSON answer that does not validate is not read as free text"
+    return None
+
+
 _NON_WORD = re.compile(r"[^\w]+")
 _NEGATIONS = {"not", "no", "non", "never", "isn", "isnt", "neither", "nor", "without"}
 
@@ -126,14 +150,22 @@ def match_label(text: str, labels: Iterable[str]) -> ParseResult:
     return Invalid(f"no label of {labels} in the answer", text)
 
 
-def parse_label(text: str, labels: Sequence[str], *, field: str = "label", parsed: Any = None) -> ParseResult:
-    """A label from a JSON answer's `field` if there is one, else from the free text."""
+def parse_label(
+    text: str, labels: Sequence[str], *, field: str = "label", parsed: Any = None, finish_reason: str | None = None
+) -> ParseResult:
+    """A label from a JSON answer's `field` if there is one, else from the free text (unless the text
+    looks like JSON or was truncated: then it is `Invalid`, see `free_text_blocked`)."""
     value = parsed if parsed is not None else extract_json(text)
     if isinstance(value, dict) and field in value:
-        result = match_label(str(value[field]), labels)
+        if not isinstance(value[field], str):
+            return Invalid(f"JSON field {field!r} is {type(value[field]).__name__}, not a label", text)
+        result = match_label(value[field], labels)
         if isinstance(result, Parsed):
             return Parsed(result.value, "json")
         return Invalid(f"JSON field {field!r}: {result.reason}", text)
+    blocked = free_text_blocked(text, finish_reason)
+    if blocked is not None:
+        return Invalid(blocked, text)
     return match_label(text, labels)
 
 

@@ -87,12 +87,21 @@ class OpenAIBackend(ModelBackend):
         latency = time.perf_counter() - start
         try:
             choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
+            content = choice["message"].get("content")
         except (KeyError, IndexError, TypeError, AttributeError):
             raise BackendError(
                 f"{self.base_url}/chat/completions answered without a choice: {str(data)[:200]}",
                 endpoint=self.endpoint,
             ) from None
+        if isinstance(content, list):  # content parts: keep their text
+            content = "".join(p.get("text") or "" for p in content if isinstance(p, dict))
+        if content is not None and not isinstance(content, str):
+            raise BackendError(
+                f"{self.base_url}/chat/completions answered with a non-text message content "
+                f"({type(content).__name__}: {str(content)[:100]})",
+                endpoint=self.endpoint,
+            )
+        text = content or ""  # empty or null: `agents.llm.ask` makes it the sample's error
         usage = data.get("usage") or {}
         parsed = None
         if schema is not None:

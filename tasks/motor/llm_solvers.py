@@ -21,6 +21,7 @@ from harness.registry import register_solver
 from tasks.motor.data import HEADS
 
 SYSTEM_PROMPT = (
+from harness.structured import free_text_blocked
     "You annotate short video clips of students learning together in small groups. From what you can "
     "observe in the frames and the transcript, give one label for each dimension.\n{vocab}\n"
     'Answer with one JSON object: {{"behavior": ..., "cognition": ..., "emotion": ...}} using the labels '
@@ -88,9 +89,12 @@ class MotorMLLMSolver(_BackendSolver):
             prediction: dict[str, str | None] = {h: getattr(answer.value, h) for h in HEADS}
             info["parsed_by"] = "schema"
         else:
-            prediction = parse_labels(answer.text, None, ev.vocab)
+            prediction = parse_labels(answer.text, None, ev.vocab, answer.finish_reason)
             info.update(parsed_by="text", parse_error=answer.error)
-            await self._extract_missing(answer.text, prediction, ev.vocab, info)
+            if answer.truncated:
+                info["truncated"] = True
+            elif free_text_blocked(answer.text) is None:  # judges never read JSON-looking or cut answers
+                await self._extract_missing(answer.text, prediction, ev.vocab, info)
         invalid = [h for h in HEADS if prediction[h] is None]
         if invalid:
             info.update(invalid=True, invalid_heads=invalid)

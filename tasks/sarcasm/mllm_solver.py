@@ -4,7 +4,8 @@ The prompt holds the utterance, with its dialogue context (`context`, default on
 (`speaker`, default on); when the sample has a clip (`video` in its inputs) and `frames` > 0, that
 many uniformly sampled frames go with it. The model is asked for ``{"sarcastic": true|false}``
 (structured output, temperature 0, the run's seed); a free-text answer is read by the tolerant
-parser ("sarcastic" / "not sarcastic", then a bare yes/no), then by the `--judge` models if given.
+parser ("sarcastic" / "not sarcastic", then a bare yes/no), then by the `--judge` models if given; an
+answer cut at max_tokens or a JSON answer that does not validate is never read as free text.
 Anything still unreadable is an invalid prediction (`None`, info ``{"invalid": true, "raw": ...}``),
 which the metrics count as wrong; it is never mapped to a class.
 """
@@ -21,7 +22,7 @@ from agents.llm import CallSettings, Extractor, ask, backend_from_context
 from harness.core import RunContext, Sample, Solver, SolverOutput, Task
 from harness.models.base import Message, ModelBackend, Part
 from harness.registry import register_solver
-from harness.structured import Parsed, match_label
+from harness.structured import Parsed, free_text_blocked, match_label
 
 SYSTEM_PROMPT = (
     "You detect sarcasm in TV-show dialogue. An utterance is sarcastic when the speaker means something "
@@ -105,6 +106,11 @@ class SarcasmMLLMSolver(Solver):
             label = None if judged is None else judged == "sarcastic"
             info["parsed_by"] = "judge"
         if label is None:
+        blocked = free_text_blocked(answer.text, answer.finish_reason)
+        if blocked is not None:  # cut at max_tokens, or JSON that did not validate: invalid, never a class
+            info.update(invalid=True, parsed_by=None, parse_error=f"{blocked} ({answer.error})",
+                        **({"truncated": True} if answer.truncated else {}))
+            return SolverOutput(None, info)
             info["invalid"] = True
         return SolverOutput(label, info)
 

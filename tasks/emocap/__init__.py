@@ -1,0 +1,106 @@
+"""emocap: zero-shot facial expression recognition with CLIP-style models (EmoCapCLIP, Exp-CLIP `test.py`).
+
+Protocols are the static sets of Exp-CLIP's zero-shot table: `rafdb` (7 classes), `affectnet7`,
+`affectnet8` and `ferplus` (8 classes). Each protocol is one fold: the official test split is
+solved, the train split is given to solvers that learn (`majority`, `linear-probe`); zero-shot solvers
+ignore it. Metrics: `war` (accuracy) and `uar` (mean per-class recall over the fixed class list), from
+`harness.metrics` over the protocol's fixed class list; an unreadable answer is wrong for every class.
+The report adds per-class recall and the confusion matrix. Layouts: `loaders.py`; labels: `labels.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from harness import metrics as cm
+from harness.core import JSON, DataError, Fold, Metric, Record, Sample, Task
+from tasks.emocap import solvers  # noqa: F401 - registers the solvers
+from tasks.emocap.labels import CLASSES_8, PROTOCOL_CLASSES
+from tasks.emocap.loaders import detect_layout, load_splits, locate
+
+INVALID = "__invalid__"  # encodes outside the label set: wrong for every class
+
+
+def predicted_label(prediction: JSON, classes: Sequence[str]) -> str:
+    """The class a prediction names, or INVALID (never a guess)."""
+    label = prediction.get("label") if isinstance(prediction, dict) else prediction
+    return label if isinstance(label, str) and label in classes else INVALID
+
+
+def _labels(records: Sequence[Record]) -> tuple[list[str], list[str]]:
+    return [r.target for r in records], [r.scores.get("pred", INVALID) for r in records]
+
+
+class EmocapTask(Task):
+    name: ClassVar[str] = "emocap"
+    description: ClassVar[str] = "Zero-shot facial expression recognition (RAF-DB, AffectNet-7/8, FER+): UAR, WAR"
+    protocols: ClassVar[dict[str, str]] = {
+        "rafdb": "RAF-DB basic, 7 classes: test_* images (train_* for trained solvers)",
+        "affectnet7": "AffectNet validation list, 7 classes (no contempt)",
+        "affectnet8": "AffectNet validation list, 8 classes",
+        "ferplus": "FER+ majority labels (FERPlus rules) of FER2013 PrivateTest, 8 classes",
+    }
+    default_protocol: ClassVar[str] = "rafdb"
+    default_solver: ClassVar[str] = "majority"
+    data_folder: ClassVar[str] = "emocap"
+    version: ClassVar[str] = "1"
+    scorer_version: ClassVar[str] = "1"
+
+    def detect_protocol(self, data_dir: Path) -> str | None:
+        found = detect_layout(data_dir)
+        if found is None:
+            for proto in ("rafdb", "ferplus", "affectnet7"):
+                try:
+                    locate(data_dir, proto)
+                    return proto
+                except DataError:
+                    continue
+        return found
+
+    def resolve_data(self, data: Path | None) -> Path:
+        path = super().resolve_data(data)
+        if self.detect_protocol(path) is None:
+            raise DataError(f"{path}: no RAF-DB, FER+ or AffectNet layout found "
+                            "(basic/EmoLabel/list_patition_label.txt, fer2013new.csv, Manually_Annotated_file_lists/)")
+        return path
+
+    def folds(self, data_dir: Path, protocol: str) -> list[Fold]:
+        if protocol not in PROTOCOL_CLASSES:
+            raise DataError(f"unknown emocap protocol {protocol!r}; known: {', '.join(PROTOCOL_CLASSES)}")
+        splits = load_splits(locate(data_dir, protocol), protocol)
+        classes = list(PROTOCOL_CLASSES[protocol])
+
+        def with_classes(samples: list[Sample]) -> list[Sample]:
+            return [Sample(s.id, {**s.inputs, "classes": classes}, s.target, s.groups) for s in samples]
+
+        if not splits["test"]:
+            raise DataError(f"{data_dir}: the {protocol} test split is empty")
+        return [Fold(protocol, with_classes(splits["test"]), train=with_classes(splits.get("train", [])))]
+
+    def score(self, sample: Sample, prediction: JSON) -> dict[str, JSON]:
+        if isinstance(sample.target, dict):  # a label the loader could not read
+            raise DataError(sample.target.get("error", "bad reference label"))
+        # Only target and prediction are used (`harness score` re-scores from samples.jsonl): a name outside
+        # every FER class list is invalid; one outside this protocol's list is wrong in `uar` too.
+        label = predicted_label(prediction, CLASSES_8)
+        return {"correct": float(label == sample.target), "invalid": float(label == INVALID), "pred": label}
+
+    def metrics(self, protocol: str) -> list[Metric]:
+        classes = list(PROTOCOL_CLASSES.get(protocol, ()))
+        return [
+            Metric("uar", lambda rs: cm.uar(*_labels(rs), labels=classes), scale=100.0),
+            Metric("war", mean_of="correct", scale=100.0),
+            Metric("invalid_rate", mean_of="invalid", higher_is_better=False, scale=100.0),
+        ]
+
+    def report(self, records: Sequence[Record], protocol: str, out_dir: Path) -> dict[str, Any]:
+        ok = [r for r in records if r.ok]
+        classes = list(PROTOCOL_CLASSES.get(protocol, ()))
+        matrix, _ = cm.confusion(*_labels(ok), labels=classes)
+        per = cm.per_class(*_labels(ok), labels=classes)
+        return {"classes": classes, "confusion": matrix.tolist(),
+                "recall_per_class": {c: per[c]["recall"] for c in classes},
+                "support": {c: per[c]["support"] for c in classes}}
+
