@@ -44,6 +44,11 @@ class Answer(Generic[M]):
     error: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    finish_reason: str | None = None  # "length": cut at max_tokens (then never read as free text)
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
 
 
 async def ask(
@@ -51,11 +56,6 @@ async def ask(
     messages: Sequence[Message],
     schema: type[M],
     settings: CallSettings,
-    finish_reason: str | None = None  # "length": cut at max_tokens (then never read as free text)
-
-    @property
-    def truncated(self) -> bool:
-        return self.finish_reason == "length"
 ) -> Answer[M]:
     """Ask for one object of `schema`; validate the backend's parsed object, else the text."""
     request = ChatRequest(
@@ -68,6 +68,13 @@ async def ask(
     )
     response = await backend.chat(request)
     text = response.text or ""
+    finish_reason = (response.raw or {}).get("finish_reason")
+    if not text.strip() and response.parsed is None:
+        # An empty or null answer is this sample's error (never a prediction, never cached): a re-run
+        # asks again. Backends' caches skip empty answers too (`CachedBackend`).
+        where = getattr(backend, "endpoint", "") or getattr(backend, "model", "") or type(backend).__name__
+        raise BackendError(f"{where} answered with an empty message (finish_reason={finish_reason})",
+                           endpoint=str(where))
     result = parse_model(text, schema, parsed=response.parsed if isinstance(response.parsed, Mapping) else None)
     if isinstance(result, Parsed):
         return Answer(result.value, text, None, response.prompt_tokens, response.completion_tokens, finish_reason)
@@ -76,13 +83,6 @@ async def ask(
 
 def label_field(labels: Sequence[str]) -> Any:
     """A `Literal[...]` type over the labels (the JSON schema's enum)."""
-    finish_reason = (response.raw or {}).get("finish_reason")
-    if not text.strip() and response.parsed is None:
-        # An empty or null answer is this sample's error (never a prediction, never cached): a re-run
-        # asks again. Backends' caches skip empty answers too (`CachedBackend`).
-        where = getattr(backend, "endpoint", "") or getattr(backend, "model", "") or type(backend).__name__
-        raise BackendError(f"{where} answered with an empty message (finish_reason={finish_reason})",
-                           endpoint=str(where))
     return Literal[tuple(labels)]  # type: ignore[valid-type]
 
 
@@ -123,6 +123,7 @@ def parse_labels(
     if finish_reason == "length":
         return {head: None for head in vocab}
     obj = parsed if isinstance(parsed, Mapping) else extract_json(text)
+    free_text_ok = free_text_blocked(text) is None
     out: dict[str, str | None] = {}
     for head, labels in vocab.items():
         label = None
@@ -131,7 +132,6 @@ def parse_labels(
         if label is None and free_text_ok:
             line = re.search(rf"(?im)^\W*{re.escape(head)}\W*[:=\-]\s*(.+)$", text)
             if line:
-    free_text_ok = free_text_blocked(text) is None
                 label = find_label(line.group(1), labels)
         out[head] = label
     return out

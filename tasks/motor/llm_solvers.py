@@ -18,10 +18,10 @@ from agents.motor_mas import Evidence
 from harness.core import RunContext, Sample, Solver, SolverOutput, Task
 from harness.models.base import Message, ModelBackend, Part
 from harness.registry import register_solver
+from harness.structured import free_text_blocked
 from tasks.motor.data import HEADS
 
 SYSTEM_PROMPT = (
-from harness.structured import free_text_blocked
     "You annotate short video clips of students learning together in small groups. From what you can "
     "observe in the frames and the transcript, give one label for each dimension.\n{vocab}\n"
     'Answer with one JSON object: {{"behavior": ..., "cognition": ..., "emotion": ...}} using the labels '

@@ -99,6 +99,11 @@ class SarcasmMLLMSolver(Solver):
         info: dict[str, Any] = {"raw": answer.text[:2000]}
         if answer.value is not None:
             return SolverOutput(answer.value.sarcastic, {**info, "parsed_by": "schema"})
+        blocked = free_text_blocked(answer.text, answer.finish_reason)
+        if blocked is not None:  # cut at max_tokens, or JSON that did not validate: invalid, never a class
+            info.update(invalid=True, parsed_by=None, parse_error=f"{blocked} ({answer.error})",
+                        **({"truncated": True} if answer.truncated else {}))
+            return SolverOutput(None, info)
         label = read_free_text(answer.text)
         info.update(parsed_by="text", parse_error=answer.error)
         if label is None and self.extractor is not None:
@@ -106,11 +111,6 @@ class SarcasmMLLMSolver(Solver):
             label = None if judged is None else judged == "sarcastic"
             info["parsed_by"] = "judge"
         if label is None:
-        blocked = free_text_blocked(answer.text, answer.finish_reason)
-        if blocked is not None:  # cut at max_tokens, or JSON that did not validate: invalid, never a class
-            info.update(invalid=True, parsed_by=None, parse_error=f"{blocked} ({answer.error})",
-                        **({"truncated": True} if answer.truncated else {}))
-            return SolverOutput(None, info)
             info["invalid"] = True
         return SolverOutput(label, info)
 
