@@ -70,7 +70,9 @@ def test_sarcasm_unreadable_answers_are_invalid_never_a_class(
 @pytest.mark.parametrize(("text", "label"), [
     ('{"sarcastic": true}', True), ('{"sarcastic": false}', False), ("Not sarcastic.", False), ("Yes", True),
 ])
-def test_sarcasm_readable_answers_still_give_their_class(monkeypatch: pytest.MonkeyPatch, text: str, label: bool) -> None:
+def test_sarcasm_readable_answers_still_give_their_class(
+    monkeypatch: pytest.MonkeyPatch, text: str, label: bool
+) -> None:
     solver = sarcasm_solver(monkeypatch, Scripted(text))
     assert asyncio.run(solver.solve(SAMPLE)).prediction is label
 
