@@ -33,6 +33,13 @@ class CallSettings:
     seed: int | None = 0
     temperature: float = 0.0
     max_tokens: int = 512
+    top_p: float | None = None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], model: str = "") -> CallSettings:
+        """The settings a solver's `GenerationOptions` (temperature, top_p, max_tokens, seed) declare."""
+        return cls(model, options.get("seed"), float(options.get("temperature", 0.0)),
+                   int(options.get("max_tokens", 512)), options.get("top_p"))
 
 
 @dataclass
@@ -64,6 +71,7 @@ async def ask(
         temperature=settings.temperature,
         max_tokens=settings.max_tokens,
         seed=settings.seed,
+        top_p=settings.top_p,
         json_schema=schema.model_json_schema(),
     )
     response = await backend.chat(request)

@@ -106,6 +106,7 @@ class VoteMAS:
             None if self.settings.seed is None else self.settings.seed + i,
             self.settings.temperature,
             self.settings.max_tokens,
+            self.settings.top_p,
         )
 
         async def node(state: VoteState) -> dict[str, Any]:

@@ -63,8 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
                     metavar="KEY=VALUE", help="solver option, repeatable (e.g. -S features=utterance+context)")
     sp.add_argument("--model", default=None, help="model name served at --base-url (vLLM, transformers serve)")
     sp.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: OPENAI_BASE_URL)")
-    sp.add_argument("--judge", action="append", default=[], metavar="MODEL",
-                    help="MLLM judge model, repeatable; judges vote and their agreement is reported")
+    sp.add_argument("--judge", action="append", default=[], metavar="MODEL[@URL]",
+                    help="MLLM judge, repeatable, each on its own endpoint (MODEL@http://host:port/v1; without "
+                    "@URL the --base-url endpoint); judges vote and their agreement is reported")
+    sp.add_argument("--role", action="append", default=[], metavar="NAME=MODEL[@URL]",
+                    help="a model the scorer uses, repeatable: --role recognizer=dlib, "
+                    "--role editor=tiny-random, --role judge=Qwen/Qwen2.5-VL-7B-Instruct@http://h:8001/v1")
     sp.add_argument("--data", type=Path, default=None, help="dataset folder (default: HARNESS_DATA/<dataset>)")
     sp.add_argument("--limit", type=int, default=None, help="only the first N test samples of each fold")
     sp.add_argument("--concurrency", type=int, default=8, help="samples in flight at once (default 8)")
@@ -88,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("show", help="metrics, config and a few samples of one run")
     sp.add_argument("run_id")
     sp.add_argument("--samples", type=int, default=5, help="samples to print (default 5)")
+    common(sp)
+
+    sp = sub.add_parser("score", help="re-score a finished run from its predictions (after a scorer fix)")
+    sp.add_argument("run_id", help="run id (or a unique prefix, or a run folder)")
+    sp.add_argument("--into", type=Path, default=None, metavar="DIR",
+                    help="write the new metrics.json/samples.jsonl there instead of into the run folder")
+    sp.add_argument("--bootstrap", type=int, default=None, help="bootstrap replicates (default: the run's)")
     common(sp)
 
     sp = sub.add_parser("compare", help="paired comparison of two runs on the samples both scored")
@@ -121,7 +132,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     solver = args.solver or (task.mllm_solver if args.model and task.mllm_solver else task.default_solver)
     config = RunConfig(
         task=args.task, protocol=args.protocol, solver=solver, solver_options=tuple(args.solver_options),
-        model=args.model, judges=tuple(args.judge), limit=args.limit, seed=args.seed, n_boot=args.bootstrap,
+        model=args.model, judges=tuple(args.judge), roles=tuple(args.role), limit=args.limit, seed=args.seed,
+        n_boot=args.bootstrap,
     )
     settings = RunSettings(
         data=_data_path(args, task), base_url=args.base_url or os.environ.get("OPENAI_BASE_URL"),
@@ -132,6 +144,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     result = run(config, settings)
     views.print_run_summary(result)
+    if result.cache_error:
+        print(f"harness: error: {result.cache_error}", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -175,7 +190,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "tasks": cmd_tasks, "solvers": cmd_solvers, "leaderboard": cmd_leaderboard,
+def cmd_score(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from harness.rundir import find_run
+    from harness.scoring import score_run
+
+    path = score_run(find_run(args.out, args.run_id), args.into, n_boot=args.bootstrap)
+    Console().print(f"re-scored: {escape(str(path))}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "score": cmd_score, "tasks": cmd_tasks, "solvers": cmd_solvers, "leaderboard": cmd_leaderboard,
             "show": cmd_show, "compare": cmd_compare}
 
 

@@ -9,17 +9,31 @@ per-sample scores, and the task's `Metric`s aggregate records into numbers with 
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextvars
 import hashlib
 import random
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:
+    from harness.artifacts import ArtifactStore
     from harness.metrics import Classification
+    from harness.roles import RoleSpec
+
+from pydantic import Field
+
+from harness.options import SolverOptions
 
 JSON = Any  # anything json.dumps accepts
+R = TypeVar("R")
+
+# The id of the sample being solved or scored, set by the runner around each sample's work, so that
+# wrappers deep below (model backends writing transcripts) know which sample a call belongs to.
+current_sample: contextvars.ContextVar[str | None] = contextvars.ContextVar("harness_current_sample", default=None)
 
 
 class HarnessError(Exception):
@@ -46,11 +60,20 @@ class Sample:
 
 @dataclass(frozen=True)
 class Fold:
-    """A named train/test partition of one protocol (a single fold for zero-shot protocols)."""
+    """A named train/test partition of one protocol (a single fold for zero-shot protocols).
+
+    `splits` holds further named sample lists that are solved like `test` but recorded under their
+    own name (`Record.split`): `dev` (threshold selection), `gallery`, `probe`. Metrics see only
+    the splits they ask for (`Metric.splits`)."""
 
     name: str
     test: Sequence[Sample]
     train: Sequence[Sample] = ()
+    splits: Mapping[str, Sequence[Sample]] = field(default_factory=dict)
+
+    def solved(self) -> list[tuple[str, Sequence[Sample]]]:
+        """(split name, samples) of everything the runner solves for this fold, test first."""
+        return [("test", self.test), *((name, samples) for name, samples in self.splits.items())]
 
 
 @dataclass(frozen=True)
@@ -60,6 +83,7 @@ class SolverOutput:
 
     prediction: JSON
     info: Mapping[str, JSON] = field(default_factory=dict)
+    artifacts: Mapping[str, str] = field(default_factory=dict)  # name -> ArtifactStore ref
 
 
 @dataclass
@@ -76,6 +100,8 @@ class Record:
     error: str | None = None
     latency_s: float = 0.0
     cached: bool = False
+    split: str = "test"
+    artifacts: dict[str, str] = field(default_factory=dict)  # name -> ArtifactStore ref
 
     @property
     def ok(self) -> bool:
@@ -139,30 +165,100 @@ class RunContext:
     use_cache: bool = True
     request_timeout_s: float = 120.0
     max_retries: int = 8  # retries of one model request (429/5xx/timeouts), with back-off
+    roles: Mapping[str, RoleSpec] = field(default_factory=dict)  # --role / --judge, by role name
+    artifacts: ArtifactStore | None = None  # where solvers write files (protected images, BVPs)
+    transcripts: Any = None  # harness.transcripts.TranscriptLog of the run, when one is kept
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """--base-url may list several replicas, comma-separated."""
+        return tuple(u.strip() for u in (self.base_url or "").split(",") if u.strip())
+
+
+class ScoreContext:
+    """What a task's `ascore` may use: model roles, the artifact store, a CPU pool, shared resources.
+
+    `resource(key, factory)` builds a heavy object (a face recogniser, a feature net) once per run and
+    shares it between samples; `run_cpu(fn, *args)` runs CPU-heavy scoring off the event loop so
+    requests in flight keep going."""
+
+    def __init__(self, roles: Mapping[str, RoleSpec] | None = None, artifacts: ArtifactStore | None = None,
+                 seed: int = 0, executor: Any = None) -> None:
+        self.roles: Mapping[str, RoleSpec] = dict(roles or {})
+        self.artifacts = artifacts
+        self.seed = seed
+        self._executor = executor
+        self._resources: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def resource(self, key: str, factory: Callable[[], R]) -> R:
+        with self._lock:  # factories may run in worker threads; build each resource once
+            if key not in self._resources:
+                self._resources[key] = factory()
+            return self._resources[key]
+
+    async def run_cpu(self, fn: Callable[..., R], *args: Any) -> R:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
 
 class Solver(abc.ABC):
     """Maps a sample to a prediction. Subclasses set `name` and implement `solve`.
 
-    `options` are the user-settable knobs; together with `name` they form the solver's config,
-    whose hash keys the result cache. Solvers with a `batch_size` above one are called through
-    `solve_batch` (GPU models).
+    `Options` declares the user-settable knobs (`-S key=value`) as a pydantic model: unknown keys
+    are refused, values coerced to the declared types. `self.opts` is the validated model,
+    `self.options` its canonical JSON dict (defaults filled in). `identity()` (name, `version`,
+    options, prompt digest, model and endpoint) keys the result cache: bump `version` when the
+    solver's behaviour changes. Solvers with a `batch_size` above one are called through
+    `solve_batch` (GPU models); `resources` are what one worker needs (Ray: num_cpus, num_gpus).
     """
 
     name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
     batch_size: ClassVar[int] = 1
+    resources: ClassVar[Mapping[str, float]] = {"num_cpus": 1}
+    Options: ClassVar[type[SolverOptions]] = SolverOptions
 
     def __init__(self, **options: Any) -> None:
-        self.options: dict[str, Any] = dict(options)
+        self.opts: SolverOptions = self.validate_options(options)
+        self.options: dict[str, JSON] = self.opts.model_dump(mode="json")
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> SolverOptions:
+        """The typed options, or a HarnessError naming the bad key/value and the valid options."""
+        from pydantic import ValidationError
+
+        from harness.options import validation_message
+
+        try:
+            return cls.Options.model_validate(dict(options))
+        except ValidationError as exc:
+            raise HarnessError(validation_message(cls.name or cls.__name__, cls.Options, dict(options), exc)) from None
 
     @classmethod
     def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
         """Build the solver for a run; override to use --model/--base-url/--seed from `ctx`."""
         return cls(**options)
 
+    def prompt_digest(self) -> str | None:
+        """A hash of every prompt, template and rubric the solver sends (None: it sends none)."""
+        return None
+
+    def model_identity(self) -> dict[str, JSON]:
+        """The served model and endpoint(s) of a model solver ({} otherwise): the same model name
+        on another base URL is another identity. Default: read from `self.backend` when present."""
+        backend = getattr(self, "backend", None)
+        if backend is None or not getattr(backend, "model", None):
+            return {}
+        return {"model": backend.model, "endpoint": getattr(backend, "endpoint", "")}
+
+    def identity(self) -> dict[str, JSON]:
+        """What determines this solver's predictions; its hash keys the result cache."""
+        return {"solver": self.name, "version": self.version, "options": self.options,
+                "prompts": self.prompt_digest(), **self.model_identity()}
+
     def config(self) -> dict[str, JSON]:
-        """The identity of this solver for caching and the leaderboard."""
-        return {"solver": self.name, **self.options}
+        """Kept for callers of the first API: the same as `identity()`."""
+        return self.identity()
 
     def fit(self, train: Sequence[Sample]) -> None:  # noqa: B027 - optional hook
         """Learn from a fold's train part. Zero-shot solvers ignore it."""
@@ -178,17 +274,47 @@ class Solver(abc.ABC):
         """Release clients, servers, GPU memory."""
 
 
+def digest_texts(*texts: Any) -> str:
+    """A short stable hash of prompt texts/templates/rubrics (strings, or JSON-able structures)."""
+    import json
+
+    blob = json.dumps(texts, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def source_texts(*objects: Any) -> list[str]:
+    """The source code of the functions, classes or modules that build prompts inline (agent graphs
+    with f-string prompts): hashing it makes any edit of a prompt a new identity. Falls back to the
+    string constants of the compiled code when the source is not shipped."""
+    import inspect
+
+    out = []
+    for obj in objects:
+        try:
+            out.append(inspect.getsource(obj))
+        except (OSError, TypeError):
+            code = getattr(getattr(obj, "__func__", obj), "__code__", None)
+            out.append(repr([c for c in getattr(code, "co_consts", ()) if isinstance(c, str)]) or repr(obj))
+    return out
+
+
+class SeededOptions(SolverOptions):
+    seed: int = Field(0, description="random seed (filled from --seed)")
+
+
 class SeededSolver(Solver):
     """Base of random baselines: draws depend only on --seed and the sample id, so the order and
     concurrency of a run never change a prediction."""
 
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__(seed=seed)
-        self.seed = seed
+    Options: ClassVar[type[SolverOptions]] = SeededOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.seed: int = self.options["seed"]
 
     @classmethod
     def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
-        return cls(seed=ctx.seed, **options)
+        return cls(**{"seed": ctx.seed, **options})
 
     def sample_digest(self, sample: Sample) -> bytes:
         return hashlib.sha256(f"{self.seed}:{sample.id}".encode()).digest()
@@ -211,8 +337,11 @@ class Task(abc.ABC):
     mllm_solver: ClassVar[str | None] = None  # chosen when --model is given without --solver
     data_folder: ClassVar[str] = ""  # folder name under HARNESS_DATA
     cluster_key: ClassVar[str | None] = None  # group key whose clusters the bootstrap resamples
-    # False: the bootstrap pools all folds' units (LOSO with cluster_key="subject": non-zero CIs)
+    # False: resample units over the pooled records of all folds (LOSO: one subject per fold)
     bootstrap_within_folds: ClassVar[bool] = True
+    version: ClassVar[str] = "1"  # bump when loading/splitting changes what a solver sees
+    scorer_version: ClassVar[str] = "1"  # bump when per-sample scores or metrics change
+    roles: ClassVar[Mapping[str, str]] = {}  # model roles of the scorer -> default model spec
 
     def resolve_data(self, data: Path | None) -> Path:
         """Locate (or fetch) the data folder and validate its layout, raising `DataError`."""
@@ -236,9 +365,28 @@ class Task(abc.ABC):
     def folds(self, data_dir: Path, protocol: str) -> list[Fold]:
         """Load and validate the data and split it by protocol."""
 
+    def sequential(self, protocol: str) -> bool:
+        """True for domain-incremental protocols: folds are steps fitted in order on one solver state."""
+        return False
+
     @abc.abstractmethod
     def score(self, sample: Sample, prediction: JSON) -> dict[str, JSON]:
-        """Per-sample scores (e.g. correct=1.0); may be empty when only aggregates make sense."""
+        """Per-sample scores (e.g. correct=1.0); may be empty when only aggregates make sense.
+
+        Use only `sample.id`, `.target` and `.groups` (and artifacts): `harness score RUN` re-scores
+        from samples.jsonl, which holds those and not the inputs."""
+
+    async def ascore(self, sample: Sample, prediction: JSON, ctx: ScoreContext) -> dict[str, JSON]:
+        """Per-sample scores that need models (`ctx.roles`) or heavy CPU work (`ctx.run_cpu`).
+
+        Override it instead of `score` for such tasks; their scores are cached by prediction, scorer
+        version and role models. The default calls `score` inline (cheap scorers)."""
+        return self.score(sample, prediction)
+
+    @classmethod
+    def scores_with_models(cls) -> bool:
+        """Whether this task overrides `ascore` (its scores are then cached and scored off the loop)."""
+        return cls.ascore is not Task.ascore
 
     @abc.abstractmethod
     def metrics(self, protocol: str) -> list[Metric]:

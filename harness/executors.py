@@ -1,23 +1,26 @@
-"""Ray executor: the same per-sample work as the local loop, spread over Ray actors.
+"""Ray executor: the pipeline's chunks of samples solved by Ray actors instead of in this process.
 
-Each actor builds the solver from the registry (task and solver found by entry point, so the
-cluster's workers need the same packages installed), fits it on the fold's train part, and solves
-chunks of samples. Results come back to the driver, which scores and caches them exactly as the
-local executor does, so the cache, samples.jsonl and metrics are identical. `ray.init()` joins the
-cluster named by RAY_ADDRESS (Ray's own variable) or starts a local one.
+The runner's one worker pool still decides what runs when (folds released as they are fitted, at most
+`--concurrency` chunks in flight); this executor only replaces the local `solve` call. Actors ask Ray
+for the solver's declared `resources` (e.g. {"num_gpus": 1}) and receive whole chunks through
+`solve_batch`. A trained solver is fitted ONCE, by the runner, and its fitted state is shipped to the
+actors (pickled through the object store); a zero-shot solver is rebuilt in each actor from the
+registry (its clients and sessions cannot travel). Results come back to the driver, which scores and
+caches them exactly as the local executor does. `ray.init()` joins the cluster named by RAY_ADDRESS
+(Ray's own variable) or starts a local one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from harness.core import Fold, HarnessError, RunContext, Sample
+from harness.core import HarnessError, RunContext, Sample, Solver
 
 if TYPE_CHECKING:
-    from harness.runner import RunConfig, SampleSink
+    from harness.pipeline import FoldJob
+    from harness.runner import RunConfig
 
 
 def _error_text(exc: BaseException) -> str:
@@ -25,66 +28,99 @@ def _error_text(exc: BaseException) -> str:
 
 
 class _SolverWorker:
-    """Body of the Ray actor (kept a plain class so it can be tested without Ray)."""
+    """Body of the Ray actor (a plain class, so it can be tested without Ray)."""
 
-    def __init__(self, task: str, solver: str, options: dict[str, Any], ctx: RunContext,
-                 train: Sequence[Sample], concurrency: int) -> None:
-        from harness.registry import get_task, make_solver
+    def __init__(self, solver: Solver | None, task: str, solver_name: str, options: dict[str, Any],
+                 ctx: RunContext) -> None:
+        if solver is None:
+            from harness.registry import get_task, make_solver
 
-        self.solver = make_solver(get_task(task), solver, ctx, options)
-        if train:
-            self.solver.fit(train)
+            solver = make_solver(get_task(task), solver_name, ctx, options)
+        self.solver = solver
+
+    async def solve_batch(self, samples: Sequence[Sample]) -> list[tuple[Any, str | None]]:
+        """One chunk: the solver's outputs, or the chunk's error (a failing chunk fails its samples only)."""
+        try:
+            if len(samples) == 1 and self.solver.batch_size <= 1:
+                outputs = [await self.solver.solve(samples[0])]
+            else:
+                outputs = list(await self.solver.solve_batch(samples))
+            if len(outputs) != len(samples):
+                raise HarnessError(f"solver returned {len(outputs)} outputs for {len(samples)} samples")
+            return [(o, None) for o in outputs]
+        except Exception as exc:
+            return [(None, _error_text(exc))] * len(samples)
+
+
+class _ActorPool:
+    """Actors holding one solver state; each chunk goes to the actor with the fewest chunks in flight."""
+
+    def __init__(self, actors: list[Any]) -> None:
+        self.actors = actors
+        self.load = [0] * len(actors)
+
+    async def solve(self, chunk: list[Sample]) -> list[tuple[Any, str | None]]:
+        k = min(range(len(self.actors)), key=self.load.__getitem__)
+        self.load[k] += 1
+        try:
+            return await self.actors[k].solve_batch.remote(chunk)
+        finally:
+            self.load[k] -= 1
+
+
+class RayExecutor:
+    def __init__(self, config: RunConfig, ctx: RunContext, concurrency: int) -> None:
+        try:
+            import ray
+        except ImportError as exc:
+            raise HarnessError("--executor ray needs Ray: pip install 'harness-eval[ray]'") from exc
+        self.ray = ray
+        if not ray.is_initialized():
+            ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+        self.config = config
+        # Actors run elsewhere: no transcript file handle travels (calls are counted in sample info).
+        self.ctx = replace(ctx, transcripts=None)
         self.concurrency = max(1, concurrency)
+        self.pools: dict[int, _ActorPool] = {}
 
-    async def solve(self, samples: Sequence[Sample]) -> list[tuple[Any, float, str | None]]:
-        sem = asyncio.Semaphore(self.concurrency)
+    def _pool(self, solver: Solver) -> _ActorPool:
+        pool = self.pools.get(id(solver))
+        if pool is not None:
+            return pool
+        from harness.pipeline import overrides_fit
 
-        async def one(sample: Sample) -> tuple[Any, float, str | None]:
-            async with sem:
-                start = time.perf_counter()
-                try:
-                    return await self.solver.solve(sample), time.perf_counter() - start, None
-                except Exception as exc:
-                    return None, time.perf_counter() - start, _error_text(exc)
+        resources = dict(solver.resources or {"num_cpus": 1})
+        per_actor_cpus = float(resources.get("num_cpus", 1)) or 1.0
+        available = self.ray.available_resources()
+        n = int(available.get("CPU", 1) // per_actor_cpus) or 1
+        if resources.get("num_gpus"):
+            n = min(n, int(available.get("GPU", 0) // float(resources["num_gpus"])) or 1)
+        n = max(1, min(n, self.concurrency))
+        # A fitted solver travels as its pickled state; a zero-shot one is rebuilt in the actor.
+        state = self.ray.put(solver) if overrides_fit(solver) else None
+        opts: dict[str, Any] = {"num_cpus": per_actor_cpus}
+        if resources.get("num_gpus"):
+            opts["num_gpus"] = float(resources["num_gpus"])
+        custom = {k: float(v) for k, v in resources.items() if k not in ("num_cpus", "num_gpus")}
+        if custom:
+            opts["resources"] = custom
+        actor_cls = self.ray.remote(**opts)(_SolverWorker)
+        actors = [actor_cls.remote(state, self.config.task, self.config.solver, dict(self.config.solver_options),
+                                   self.ctx) for _ in range(n)]
+        pool = self.pools[id(solver)] = _ActorPool(actors)
+        return pool
 
-        return list(await asyncio.gather(*(one(s) for s in samples)))
+    async def solve(self, job: FoldJob, chunk: list[Sample]) -> list[Any]:
+        assert job.solver is not None
+        results = await self._pool(job.solver).solve(chunk)
+        errors = [e for _, e in results if e is not None]
+        if errors:
+            raise HarnessError(errors[0])
+        return [o for o, _ in results]
 
+    def close(self) -> None:
+        for pool in self.pools.values():
+            for a in pool.actors:
+                self.ray.kill(a)
+        self.pools.clear()
 
-async def solve_ray(config: RunConfig, ctx: RunContext, fold: Fold, samples: Sequence[Sample],
-                    sink: SampleSink, concurrency: int) -> None:
-    try:
-        import ray
-    except ImportError as exc:
-        raise HarnessError("--executor ray needs Ray: pip install 'harness-eval[ray]'") from exc
-    if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-    n_cpus = int(ray.available_resources().get("CPU", 1)) or 1
-    n_actors = max(1, min(concurrency, n_cpus, len(samples)))
-    actor_cls = ray.remote(num_cpus=1)(_SolverWorker)
-    train_ref = ray.put(list(fold.train))
-    actors = [
-        actor_cls.remote(config.task, config.solver, dict(config.solver_options), ctx, train_ref,
-                         max(1, concurrency // n_actors))
-        for _ in range(n_actors)
-    ]
-    size = max(1, -(-len(samples) // (4 * n_actors)))
-    chunks = [list(samples[i : i + size]) for i in range(0, len(samples), size)]
-    pending = {actors[k % n_actors].solve.remote(chunk): chunk for k, chunk in enumerate(chunks)}
-    try:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0)
-            if not done:
-                await asyncio.sleep(0.01)
-                continue
-            ref = done[0]
-            chunk = pending.pop(ref)
-            try:
-                results = await ref
-            except Exception as exc:  # the actor died: every sample of its chunk is errored
-                results = [(None, 0.0, f"ray worker failed: {_error_text(exc)}")] * len(chunk)
-            for sample, (output, latency, error) in zip(chunk, results, strict=True):
-                sink.add(sample, output, latency, error)
-            sink.flush()
-    finally:
-        for a in actors:
-            ray.kill(a)

@@ -29,6 +29,7 @@ class SolverEntry:
     factory: SolverFactory
     description: str
     kind: str  # classical | mllm | agent | vision | transform
+    solver_cls: type[Solver] | None = None  # for the options table of `harness solvers`
 
 
 _tasks: dict[str, type[Task]] = {}
@@ -54,7 +55,7 @@ def register_solver(
         cls.name = name
         doc = description or _summary(cls.__doc__)
         for task in tasks:
-            _solvers[(task, name)] = SolverEntry(name, tuple(tasks), cls.create, doc, kind)
+            _solvers[(task, name)] = SolverEntry(name, tuple(tasks), cls.create, doc, kind, cls)
         return cls
 
     return wrap
@@ -117,7 +118,15 @@ def make_solver(task: Task, name: str, ctx: RunContext, options: dict[str, Any] 
     if entry is None:
         known = ", ".join(e.name for e in solvers_for(task.name))
         raise HarnessError(f"no solver {name!r} for task {task.name!r}; available: {known}")
+    from pydantic import ValidationError
+
     try:
         return entry.factory(ctx, task, **(options or {}))
+    except ValidationError as exc:  # validated outside `Solver.__init__`
+        if entry.solver_cls is None:
+            raise HarnessError(f"solver {name!r}: bad options {options}: {exc}") from None
+        from harness.options import validation_message
+
+        raise HarnessError(validation_message(name, entry.solver_cls.Options, dict(options or {}), exc)) from None
     except TypeError as exc:
         raise HarnessError(f"solver {name!r}: bad options {options}: {exc}") from exc

@@ -89,12 +89,22 @@ def write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def record_to_dict(r: Record) -> dict[str, Any]:
-    """The samples.jsonl fields of a record ("cached" is added when the file is written)."""
+def prediction_dict(r: Record) -> dict[str, Any]:
+    """A record without its scores: what the result cache keeps (scores are recomputed every run)."""
     return {
-        "sample_id": r.sample_id, "fold": r.fold, "target": r.target, "prediction": r.prediction,
-        "scores": r.scores, "groups": r.groups, "info": r.info, "error": r.error, "latency_s": r.latency_s,
+        "sample_id": r.sample_id, "fold": r.fold, "split": r.split, "target": r.target,
+        "prediction": r.prediction, "groups": r.groups, "info": r.info, "artifacts": r.artifacts,
+        "error": r.error, "latency_s": r.latency_s,
     }
+
+
+def record_to_dict(r: Record) -> dict[str, Any]:
+    """The samples.jsonl fields of a record, scores last ("cached" is added when the file is written)."""
+    return {**prediction_dict(r), "scores": r.scores}
+
+
+def prediction_line(r: Record) -> str:
+    return dumps(prediction_dict(r))
 
 
 def record_line(r: Record) -> str:

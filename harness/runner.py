@@ -1,40 +1,50 @@
 """The run loop: resolve data, split by protocol, solve every sample once, score, aggregate, record.
 
 One `RunConfig` (frozen, hashable) says *what* is evaluated; `RunSettings` say *how* (endpoint,
-concurrency, where files go) and never change a result. For each fold the runner asks the result
-cache which samples are finished, fits the solver on the fold's train part only if something is left
-to do, and solves the rest with bounded concurrency. A sample that raises becomes an errored record;
-the run goes on. Finished samples reach the cache as they complete, so an interrupted run resumes.
+concurrency, where files go) and never change a result. The runner asks the result cache which
+samples are finished, hands the rest of every fold to one worker pool (harness.pipeline), re-scores
+cached predictions with the current scorer, and writes runs/<run_id>/. A sample that raises becomes an
+errored record; the run goes on. A run that fails or is interrupted (Ctrl-C, SIGTERM) leaves its
+manifest marked `failed` / `interrupted`, never `running`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
+import contextlib
+import shutil
+import signal
+import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.cache import CacheScope, ResultCache
-from harness.core import Fold, HarnessError, Record, RunContext, Sample, Solver, SolverOutput, Task
+from harness.artifacts import ArtifactStore
+from harness.cache import CacheScope, CacheWriteError, ResultCache, sample_key
+from harness.core import HarnessError, Record, RunContext, ScoreContext, Solver, Task
 from harness.fingerprint import config_hash
+from harness.pipeline import (
+    FoldJob,
+    Pipeline,
+    SampleSink,
+    Scorer,
+    error_text,
+    parallel_feed,
+    rescore_hits,
+    sequential_feed,
+    solve_local,
+)
 from harness.progress import RunProgress
 from harness.registry import get_task, make_solver
-from harness.rundir import (
-    git_commit,
-    new_run_id,
-    now,
-    package_versions,
-    record_from_line,
-    record_line,
-    to_jsonable,
-    write_json,
-    write_samples,
-)
-from harness.stats import MetricValue, bootstrap
+from harness.roles import build_roles
+from harness.rundir import git_commit, new_run_id, now, package_versions, to_jsonable, write_json, write_samples
+from harness.scoring import aggregate
+from harness.stats import MetricValue
+from harness.transcripts import TranscriptLog, summarise
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ class RunConfig:
     solver_options: tuple[tuple[str, Any], ...] = ()
     model: str | None = None
     judges: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()  # --role NAME=MODEL[@BASE_URL]
     limit: int | None = None  # first N test samples of each fold
     seed: int = 0
     n_boot: int = 1000
@@ -87,144 +98,64 @@ class RunResult:
     n_cached: int
     wall_s: float
     report: dict[str, Any] = field(default_factory=dict)
+    cache_error: str | None = None  # set when finished results could not be cached
 
     @property
     def n_errors(self) -> int:
         return sum(not r.ok for r in self.records)
 
 
-def _error_text(exc: BaseException) -> str:
-    msg = str(exc) or repr(exc)
-    return f"{type(exc).__name__}: {msg}"
+def _limited(fold_items: list[tuple[str, Any]], limit: int | None) -> list[tuple[str, Any]]:
+    if limit is None:
+        return fold_items
+    kept, n_test = [], 0
+    for split, sample in fold_items:
+        if split == "test":
+            n_test += 1
+            if n_test > limit:
+                continue
+        kept.append((split, sample))
+    return kept
 
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})
+class _Interrupted(BaseException):
+    """SIGTERM during a run: unwinds like Ctrl-C so the manifest says `interrupted`."""
 
 
-def _flat_json(obj: Any) -> bool:
-    """A JSON scalar (finite, if a float), or a dict of str -> such scalars: JSON round-trips it exactly."""
-    t = type(obj)
-    if t is float:
-        return math.isfinite(obj)
-    if t in _SCALARS:
-        return True
-    return t is dict and all(type(k) is str and type(v) is not dict and _flat_json(v) for k, v in obj.items())
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
+    def handler(signum: int, frame: Any) -> None:
+        raise _Interrupted()
 
-class SampleSink:
-    """Scores finished samples, serialises each once, and persists them in batches of one event-loop turn."""
-
-    def __init__(self, task: Task, cache: ResultCache | None, scope: CacheScope, progress: RunProgress):
-        self.task, self.cache, self.scope, self.progress = task, cache, scope, progress
-        self.done: dict[str, tuple[Record, str]] = {}
-        self._pending: list[tuple[Record, str]] = []
-        self._scheduled = False
-
-    def add(self, sample: Sample, output: Any, latency_s: float, error: str | None) -> None:
-        prediction, info = (output.prediction, output.info) if isinstance(output, SolverOutput) else (output, {})
-        record = Record(sample.id, self.scope.fold, sample.target, None, {}, sample.groups, {}, error, latency_s)
-        if error is None:
-            try:
-                record.prediction, record.info = prediction, dict(info)
-                record.scores = self.task.score(sample, prediction)
-            except Exception as exc:  # a bad prediction is this sample's error, not the run's
-                record.error = f"scoring failed: {_error_text(exc)}"
-        try:
-            line = record_line(record)
-        except TypeError as exc:  # an output JSON cannot hold: this sample's error
-            record.prediction, record.info, record.scores = None, {}, {}
-            record.error = f"output not JSON-serialisable: {_error_text(exc)}"
-            line = record_line(record)
-        # A fresh record must equal what a cached re-run reads back (tuples -> lists, numpy -> numbers):
-        # parse the line back unless every field is already plain JSON (the common, fast case).
-        if not (_flat_json(record.prediction) and _flat_json(record.scores) and _flat_json(record.info)):
-            record = record_from_line(line)
-        item = (record, line)
-        self.done[sample.id] = item
-        self.progress.advance(error=record.error is not None)
-        if self.cache is not None and record.error is None:
-            self._pending.append(item)
-            if not self._scheduled:
-                self._scheduled = True
-                asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        self._scheduled = False
-        if self._pending and self.cache is not None:
-            batch, self._pending = self._pending, []
-            self.cache.store(self.scope, batch)
-
-
-async def solve_local(solver: Solver, samples: Sequence[Sample], sink: SampleSink, concurrency: int) -> None:
-    """Bounded concurrency with a fixed pool of workers pulling from one iterator (no task per sample)."""
-    size = max(1, solver.batch_size)
-    chunks = iter([samples[i : i + size] for i in range(0, len(samples), size)])
-    clock = time.perf_counter
-
-    async def worker() -> None:
-        for chunk in chunks:
-            start = clock()
-            try:
-                outputs = await solver.solve_batch(chunk) if size > 1 else [await solver.solve(chunk[0])]
-                if len(outputs) != len(chunk):
-                    raise HarnessError(f"solver returned {len(outputs)} outputs for {len(chunk)} samples")
-                error = None
-            except Exception as exc:
-                outputs, error = [None] * len(chunk), _error_text(exc)
-            latency = (clock() - start) / len(chunk)
-            for sample, output in zip(chunk, outputs, strict=True):
-                sink.add(sample, output, latency, error)
-
-    n_workers = min(max(1, concurrency), max(1, -(-len(samples) // size)))
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        await asyncio.gather(*(worker() for _ in range(n_workers)))
+        yield
     finally:
-        sink.flush()
+        signal.signal(signal.SIGTERM, previous)
 
 
-def _limit(fold: Fold, limit: int | None) -> list[Sample]:
-    return list(fold.test if limit is None else fold.test[:limit])
-
-
-async def _run_folds(
-    task: Task,
-    solver: Solver,
-    folds: list[Fold],
-    config: RunConfig,
-    settings: RunSettings,
-    cache: ResultCache | None,
-    scope_of: Callable[[str], CacheScope],
-    progress: RunProgress,
-    ctx: RunContext,
-) -> tuple[list[tuple[Record, str]], int]:
-    """Every test sample of every fold once, in data order, as (record, samples.jsonl line)."""
-    done: list[tuple[Record, str]] = []
-    n_cached = 0
-    for fold in folds:
-        test = _limit(fold, config.limit)
-        scope = scope_of(fold.name)
-        hits = cache.lookup(scope, [s.id for s in test]) if cache is not None else {}
-        todo = [s for s in test if s.id not in hits]
-        n_cached += len(hits)
-        progress.start_fold(fold.name, total=len(test), cached=len(hits))
-        sink = SampleSink(task, cache, scope, progress)
-        if todo:
-            if fold.train:
-                await asyncio.to_thread(solver.fit, fold.train)
-            if settings.executor == "ray":
-                from harness.executors import solve_ray
-
-                await solve_ray(config, ctx, fold, todo, sink, settings.concurrency)
-            else:
-                await solve_local(solver, todo, sink, settings.concurrency)
-        done.extend(hits.get(s.id) or sink.done[s.id] for s in test)
-    return done, n_cached
+def solver_identity_hash(task: Task, solver: Solver, config: RunConfig, history: tuple[str, ...] = ()) -> str:
+    """What a cached prediction depends on: the task's and the solver's identity (version, canonical
+    options, prompt digest, endpoint and model), the seed, judges used by solvers, and for sequential
+    protocols the steps fitted before."""
+    ident = {"task": task.name, "task_version": task.version, "solver": solver.identity(), "seed": config.seed}
+    if not task.scores_with_models():  # judges of such tasks only score; elsewhere they make labels
+        ident["judges"] = list(config.judges)
+    if history:
+        ident["fitted_steps"] = list(history)
+    return config_hash(ident)
 
 
 def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> RunResult:
     """Evaluate `config` and write runs/<run_id>/ plus a leaderboard row. Raises HarnessError for
     bad configuration or data; errors of single samples are recorded, not raised."""
     started, t0 = now(), time.perf_counter()
+    if config.limit is not None and config.limit < 1:
+        raise HarnessError(f"--limit must be a positive number of samples, not {config.limit}")
     task = get_task(config.task)
     if config.protocol and config.protocol not in task.protocols:
         raise HarnessError(
@@ -233,86 +164,172 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
     protocol = config.protocol or task.detect_protocol(data_dir) or task.default_protocol
     solver_name = config.solver or task.default_solver
     config = RunConfig(**{**asdict(config), "protocol": protocol, "solver": solver_name,
-                          "solver_options": config.solver_options, "judges": tuple(config.judges)})
-    fingerprint = task.fingerprint(data_dir)
+                          "solver_options": config.solver_options, "judges": tuple(config.judges),
+                          "roles": tuple(config.roles)})
+    roles = build_roles(config.roles, config.judges, task.roles, settings.base_url)
+    fingerprint = task.fingerprint(data_dir, exclude=settings.out_dir) if _takes_exclude(task) \
+        else task.fingerprint(data_dir)
     folds = task.folds(data_dir, protocol)
+    artifacts = ArtifactStore(settings.out_dir / "artifacts")
     ctx = RunContext(
         model=config.model, base_url=settings.base_url, api_key=settings.api_key, judges=config.judges,
         seed=config.seed, concurrency=settings.concurrency, cache_dir=settings.out_dir,
         use_cache=settings.use_cache, request_timeout_s=settings.request_timeout_s,
-        max_retries=settings.max_retries,
+        max_retries=settings.max_retries, roles=roles, artifacts=artifacts,
     )
-    solver = make_solver(task, solver_name, ctx, dict(config.solver_options))
-    solver_hash = config_hash(
-        {"solver": solver.config(), "model": config.model, "judges": config.judges, "seed": config.seed}
-    )
+    options = dict(config.solver_options)
     run_id = new_run_id(task.name, solver_name)
     run_dir = settings.out_dir / run_id
-    run_dir.mkdir(parents=True, exist_ok=False)
+    # Backends record every model call in the run's transcript log, so it exists before the solver does.
+    ctx = replace(ctx, transcripts=TranscriptLog(run_dir / "transcripts.jsonl"))
+    try:
+        solver = make_solver(task, solver_name, ctx, options)
+    except BaseException:
+        ctx.transcripts.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    sequential = task.sequential(protocol)
+    solver_hash = solver_identity_hash(task, solver, config)
+    scorer_identity = {"task": task.name, "scorer_version": task.scorer_version,
+                       "roles": {n: r.identity() for n, r in sorted(roles.items())}}
     manifest: dict[str, Any] = {
         "run_id": run_id, "config": config.to_dict(), "config_hash": config.hash(),
-        "solver_config": solver.config(), "solver_hash": solver_hash, "data": str(data_dir),
-        "data_fingerprint": fingerprint, "executor": settings.executor, "concurrency": settings.concurrency,
-        "packages": package_versions(), "git_commit": git_commit(), "seed": config.seed,
-        "started": started, "finished": None, "status": "running",
+        "solver_config": solver.identity(), "solver_hash": solver_hash, "task_version": task.version,
+        "scorer_version": task.scorer_version, "roles": {n: r.identity() for n, r in roles.items()},
+        "data": str(data_dir), "data_fingerprint": fingerprint, "executor": settings.executor,
+        "concurrency": settings.concurrency, "packages": package_versions(), "git_commit": git_commit(),
+        "seed": config.seed, "started": started, "finished": None, "status": "running",
     }
     write_json(run_dir / "manifest.json", manifest)
 
     cache = ResultCache(settings.out_dir / "cache.sqlite")
-    if not settings.use_cache:  # --no-cache: recompute everything, then refresh the cache
-        for fold in folds:
-            cache.clear(CacheScope(task.name, protocol, fold.name, solver_hash, fingerprint))
-
-    def scope_of(fold: str) -> CacheScope:
-        return CacheScope(task.name, protocol, fold, solver_hash, fingerprint)
-
-    total = sum(len(_limit(f, config.limit)) for f in folds)
+    jobs: list[FoldJob] = []
+    history: list[str] = []
+    for fold in folds:
+        history.append(fold.name)
+        fold_hash = solver_identity_hash(task, solver, config, tuple(history)) if sequential else solver_hash
+        scope = CacheScope(task.name, protocol, fold.name, fold_hash, fingerprint)
+        if not settings.use_cache:  # --no-cache: recompute everything, then refresh the cache
+            cache.clear(scope)
+        items = _limited([(split, s) for split, ss in fold.solved() for s in ss], config.limit)
+        hits = cache.lookup(scope, [sample_key(sp, s.id) for sp, s in items])
+        jobs.append(FoldJob(fold, scope, items, hits))
+    n_cached = sum(len(j.hits) for j in jobs)
+    total = sum(len(j.items) for j in jobs)
     progress = RunProgress(f"{task.name}/{protocol} · {solver_name}", total, enabled=settings.show_progress,
                            console=console)
+    progress.start_fold("", total=total, cached=n_cached)
 
-    async def main() -> tuple[list[tuple[Record, str]], int]:
-        try:
-            with progress:
-                return await _run_folds(task, solver, folds, config, settings, cache, scope_of, progress, ctx)
-        finally:
-            await solver.aclose()
+    async def main() -> None:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="harness-score") as pool:
+            sctx = ScoreContext(roles=roles, artifacts=artifacts, seed=config.seed, executor=pool)
+            scorer = Scorer(task, sctx, cache, scorer_identity)
+            sink = SampleSink(scorer, cache, progress)
+            solve = solve_local
+            if settings.executor == "ray":
+                from harness.executors import RayExecutor
+
+                ray_exec = RayExecutor(config, ctx, settings.concurrency)
+                solve = ray_exec.solve
+            pipeline = Pipeline(jobs, sink, settings.concurrency, solver.batch_size, solve)
+            extra: list[Solver] = []
+
+            def fresh() -> Solver:
+                extra.append(make_solver(task, solver_name, ctx, options))
+                return extra[-1]
+
+            try:
+                with progress:
+                    await rescore_hits(jobs, scorer, settings.concurrency)
+                    feed = sequential_feed(solver) if sequential else parallel_feed(solver, fresh)
+                    await pipeline.run(feed)
+            finally:
+                if settings.executor == "ray":
+                    ray_exec.close()
+                for s in (solver, *extra):
+                    await s.aclose()
 
     try:
-        done, n_cached = asyncio.run(main())
-    except BaseException:
-        manifest.update(status="interrupted", finished=now())
-        write_json(run_dir / "manifest.json", manifest)
-        cache.close()
-        raise
-    cache.close()
-    records = [r for r, _ in done]
-
-    metric_defs = task.metrics(protocol)
-    metrics = bootstrap(metric_defs, records, cluster_key=task.cluster_key, n_boot=config.n_boot, seed=config.seed)
-    try:
-        report = to_jsonable(task.report(records, protocol, run_dir))
-    except Exception as exc:  # extras must not cost the run its metrics
-        report = {"error": f"report failed: {_error_text(exc)}", "traceback": traceback.format_exc()}
-    wall = time.perf_counter() - t0
-    n_errors = sum(not r.ok for r in records)
-    write_samples(run_dir / "samples.jsonl", [(line, r.cached) for r, line in done])
-    write_json(
-        run_dir / "metrics.json",
-        {
+        with _sigterm_interrupts():
+            asyncio.run(main())
+        records, lines = _collect(jobs)
+        metric_defs = task.metrics(protocol)
+        metrics, report = aggregate(task, protocol, records, n_boot=config.n_boot, seed=config.seed, out_dir=run_dir)
+        wall = time.perf_counter() - t0
+        n_errors = sum(not r.ok for r in records)
+        write_samples(run_dir / "samples.jsonl", lines)
+        summary = _model_calls(records)
+        write_json(run_dir / "metrics.json", {
             "run_id": run_id, "task": task.name, "protocol": protocol, "solver": solver_name,
-            "model": config.model, "headline": metric_defs[0].name if metric_defs else None,
+            "model": config.model, "scorer_version": task.scorer_version,
+            "headline": metric_defs[0].name if metric_defs else None,
             "metrics": {k: v.to_dict() for k, v in metrics.items()},
-            "ci": f"{config.n_boot}-replicate percentile bootstrap, 95%, resampling "
-            + (f"{task.cluster_key} clusters" if task.cluster_key else "samples") + " within folds",
-            "n_samples": len(records), "n_errors": n_errors, "n_cached": n_cached,
-            "errors": sorted({r.error for r in records if r.error})[:20], "report": report,
-        },
-    )
-    manifest.update(status="finished", finished=now(), wall_s=round(wall, 3), n_samples=len(records),
-                    n_errors=n_errors, n_cached=n_cached)
-    write_json(run_dir / "manifest.json", manifest)
+            "ci": _ci_text(task, config.n_boot), "n_samples": len(records), "n_errors": n_errors,
+            "n_cached": n_cached, "errors": sorted({r.error for r in records if r.error})[:20],
+            **({"model_calls": summary} if summary else {}), "report": report,
+        })
+        manifest.update(status="finished", finished=now(), wall_s=round(wall, 3), n_samples=len(records),
+                        n_errors=n_errors, n_cached=n_cached)
+        write_json(run_dir / "manifest.json", manifest)
+    except BaseException as exc:
+        interrupted = isinstance(exc, (KeyboardInterrupt, _Interrupted))
+        manifest.update(status="interrupted" if interrupted else "failed", finished=now(),
+                        error=None if interrupted else error_text(exc))
+        write_json(run_dir / "manifest.json", manifest)
+        _close_quietly(cache, ctx)
+        if isinstance(exc, _Interrupted):
+            raise KeyboardInterrupt from None
+        raise
+    _close_transcripts(ctx)
+    cache_error = None
+    try:
+        cache.close()
+    except CacheWriteError as exc:  # the run's files are complete; the CLI exits non-zero after the summary
+        cache_error = str(exc)
     if settings.db_url is not None:
         from harness.leaderboard import Leaderboard
 
         Leaderboard(settings.db_url).add_run(manifest, metrics, headline=metric_defs[0].name if metric_defs else "")
-    return RunResult(run_id, run_dir, config, metrics, records, n_cached, wall, report)
+    return RunResult(run_id, run_dir, config, metrics, records, n_cached, wall, report, cache_error)
+
+
+def _takes_exclude(task: Task) -> bool:
+    import inspect
+
+    return "exclude" in inspect.signature(task.fingerprint).parameters
+
+
+def _collect(jobs: list[FoldJob]) -> tuple[list[Record], list[tuple[str, bool]]]:
+    records, lines = [], []
+    for job in jobs:
+        for split, sample in job.items:
+            record, line = job.done[sample_key(split, sample.id)]
+            records.append(record)
+            lines.append((line, record.cached))
+    return records, lines
+
+
+def _ci_text(task: Task, n_boot: int) -> str:
+    unit = f"{task.cluster_key} clusters" if task.cluster_key else "samples"
+    where = "within folds" if getattr(task, "bootstrap_within_folds", True) else "pooled over folds"
+    return f"{n_boot}-replicate percentile bootstrap, 95%, resampling {unit} {where}"
+
+
+def _model_calls(records: list[Record]) -> dict[str, Any]:
+    try:
+        return to_jsonable(summarise(records)) or {}
+    except Exception as exc:  # accounting must not cost the run its metrics
+        return {"error": f"model-call summary failed: {error_text(exc)}", "traceback": traceback.format_exc()}
+
+
+def _close_transcripts(ctx: RunContext) -> None:
+    if ctx.transcripts is not None:
+        ctx.transcripts.close()
+
+
+def _close_quietly(cache: ResultCache, ctx: RunContext) -> None:
+    for close in (lambda: _close_transcripts(ctx), cache.close):
+        try:
+            close()
+        except Exception:
+            pass

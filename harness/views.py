@@ -76,13 +76,29 @@ def print_tasks(data_root: Path | None) -> None:
 def print_solvers(task: str | None) -> None:
     from harness.registry import solvers_for, task_names
 
-    t = Table(title=f"solvers for {_e(task)}" if task else "solvers")
-    for col in ("task", "solver", "kind", "description"):
+    t = Table(title=f"solvers for {_e(task)}" if task else "solvers", show_lines=True)
+    for col in ("task", "solver", "kind", "description", "options (-S name=value): type = default  help"):
         t.add_column(col)
     for name in [task] if task else task_names():
         for e in solvers_for(name):
-            t.add_row(_e(name), _e(e.name), _e(e.kind), _e(e.description))
+            t.add_row(_e(name), _e(e.name), _e(e.kind), _e(e.description), _options_cell(e.solver_cls))
     console.print(t)
+
+
+def _options_cell(solver_cls: Any) -> str:
+    """One line per declared option, escaped for rich (types like list[float] look like markup)."""
+    from harness.options import option_rows
+
+    if solver_cls is None:
+        return ""
+    rows = option_rows(solver_cls.Options)
+    if not rows:
+        return "[dim](none)[/dim]"
+    return "\n".join(
+        f"[bold]{_e(r.name)}[/bold]: {_e(r.type)} = {'(required)' if r.required else _e(repr(r.default))}"
+        + (f"  [dim]{_e(r.help)}[/dim]" if r.help else "")
+        for r in rows
+    )
 
 
 def _metric_names(rows: list[BoardRow], wanted: list[str] | None) -> list[str]:

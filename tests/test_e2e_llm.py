@@ -197,19 +197,19 @@ def test_sarcasm_mllm_reads_json_free_text_and_flags_the_rest(shared_data: Any, 
 
 
 def test_sarcasm_mllm_prompt_options() -> None:
-    from agents.llm import CallSettings
     from harness.core import Sample
     from tasks.sarcasm.mllm_solver import SarcasmMLLMSolver
 
     sample = Sample("1", {"utterance": "Oh great.", "speaker": "CHANDLER", "context": ["It rains.", "Again."],
                           "context_speakers": ["ROSS", "MONICA"], "video": "/clips/1.mp4"}, True)
-    full = SarcasmMLLMSolver(None, CallSettings(), frames=3).messages(sample)[1].content  # type: ignore[arg-type]
+    full = SarcasmMLLMSolver(None, frames=3).messages(sample)[1].content  # type: ignore[arg-type]
     assert full[0].type == "video" and full[0].num_frames == 3 and full[0].path == "/clips/1.mp4"
     assert full[1].text == "Context:\nROSS: It rains.\nMONICA: Again.\n\nUtterance:\nCHANDLER: Oh great."
-    bare = SarcasmMLLMSolver(None, CallSettings(), frames=0, context=False, speaker="false")  # type: ignore[arg-type]
+    bare = SarcasmMLLMSolver(None, frames=0, context=False, speaker="false")  # type: ignore[arg-type]
     parts = bare.messages(sample)[1].content
     assert [p.type for p in parts] == ["text"] and parts[0].text == "Utterance:\nOh great."
-    assert bare.config() == {"solver": "mllm", "context": False, "speaker": False, "frames": 0}
+    assert {k: bare.options[k] for k in ("context", "speaker", "frames")} == {"context": False, "speaker": False,
+                                                                              "frames": 0}
 
 
 # -- --judge: label extraction from unparseable answers -------------------------------------------------

@@ -294,10 +294,8 @@ class FixedBackend(ModelBackend):
 
 
 def _mllm(text: str, frames: int = 4) -> tuple[MotorMLLMSolver, FixedBackend]:
-    from agents.llm import CallSettings
-
     backend = FixedBackend(text)
-    return MotorMLLMSolver(backend, CallSettings("fake", 0), frames=frames), backend
+    return MotorMLLMSolver(backend, frames=frames, seed=0), backend
 
 
 def test_mllm_structured_answer_and_request(motor_dir: Path) -> None:

@@ -179,8 +179,9 @@ def test_report_writes_plots_and_breakdowns(tmp_path):
 
 def test_solver_options_are_validated_and_recorded():
     s = SOLVERS["chrom"](band="recommended", window_s="10", hr_method="peak")
-    assert s.config() == {"solver": "chrom", "band": "recommended", "band_hz": [0.75, 2.5], "window_s": 10.0,
-                          "hr_method": "peak", "roi": "face", "fusion": "mean"}
+    assert s.options == {"band": "recommended", "window_s": 10.0, "hr_method": "peak", "roi": "face",
+                         "fusion": "mean", "max_frames": None, "detect_every": 10, "detector": "haar",
+                         "band_hz": [0.75, 2.5]}
     with pytest.raises(Exception, match="band='wide'"):
         SOLVERS["pos"](band="wide")
 

@@ -126,7 +126,7 @@ def test_kill_9_midway_then_rerun_equals_uninterrupted(tmp_path):
 
             with sqlite3.connect(cache) as db:
                 try:
-                    done = db.execute("select count(*) from results").fetchone()[0]
+                    done = db.execute("select count(*) from predictions").fetchone()[0]
                 except sqlite3.OperationalError:
                     done = 0
     os.kill(proc.pid, signal.SIGKILL)

@@ -135,8 +135,8 @@ def test_tfidf_options_are_checked_and_recorded() -> None:
     task = SarcasmTask()
     options = {"features": "utterance+speaker", "classifier": "logreg", "C": 10}
     solver = make_solver(task, "tfidf", RunContext(), options)
-    assert solver.config() == {"solver": "tfidf", "features": "utterance+speaker", "classifier": "logreg",
-                               "C": 10.0, "scale": False}
+    assert solver.options == {"features": "utterance+speaker", "classifier": "logreg", "C": 10.0, "scale": False}
+    assert solver.identity() == {"solver": "tfidf", "version": "1", "options": solver.options, "prompts": None}
     for bad in ({"features": "audio"}, {"classifier": "rbf"}, {"C": 0}, {"kernel": "linear"}):
         with pytest.raises(HarnessError):
             make_solver(task, "tfidf", RunContext(), bad)

@@ -12,7 +12,9 @@ import os
 import time
 from pathlib import Path
 
-from harness.core import DataError, Fold, Metric, Sample, Solver, Task
+from pydantic import Field
+
+from harness.core import DataError, Fold, Metric, Sample, Solver, SolverOptions, Task
 from harness.metrics import accuracy
 from harness.registry import register_solver, register_task
 
@@ -68,16 +70,22 @@ class EchoSolver(Solver):
 class ConstantSolver(Solver):
     """Always predicts `label` (default True)."""
 
+    class Options(SolverOptions):
+        label: bool = Field(True, description="the label predicted for every sample")
+
     async def solve(self, sample):
-        return self.options.get("label", True)
+        return self.options["label"]
 
 
 @register_solver("flaky", tasks=("toy",))
 class FlakySolver(Solver):
     """Raises for ids listed in the file named by option `fail_file` (so a test can change it)."""
 
+    class Options(SolverOptions):
+        fail_file: str | None = Field(None, description="JSON list of sample ids to fail on")
+
     async def solve(self, sample):
-        path = self.options.get("fail_file")
+        path = self.options["fail_file"]
         if path and os.path.exists(path) and sample.id in json.loads(Path(path).read_text()):
             raise RuntimeError(f"boom on {sample.id}")
         return sample.inputs["x"] % 2 == 0
@@ -87,10 +95,14 @@ class FlakySolver(Solver):
 class SlowSolver(Solver):
     """Right answer after `delay` seconds (blocking `sync` seconds of CPU too, if set)."""
 
+    class Options(SolverOptions):
+        delay: float = Field(0.0, ge=0, description="seconds to await before answering")
+        sync: float = Field(0.0, ge=0, description="seconds to block the event loop (time.sleep) first")
+
     async def solve(self, sample):
-        if self.options.get("sync"):
+        if self.options["sync"]:
             time.sleep(self.options["sync"])
-        await asyncio.sleep(self.options.get("delay", 0.0))
+        await asyncio.sleep(self.options["delay"])
         return sample.inputs["x"] % 2 == 0
 
 

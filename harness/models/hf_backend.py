@@ -114,6 +114,8 @@ class HFBackend(ModelBackend):
             sampling: dict[str, Any] = {"do_sample": request.temperature > 0}
             if request.temperature > 0:
                 sampling["temperature"] = request.temperature
+                if request.top_p is not None:
+                    sampling["top_p"] = request.top_p
             if request.seed is not None:
                 torch.manual_seed(request.seed)
             with torch.inference_mode():

@@ -47,6 +47,8 @@ class VLLMBackend(ModelBackend):
             "max_tokens": request.max_tokens,
             "seed": request.seed,
         }
+        if request.top_p is not None:
+            kwargs["top_p"] = request.top_p
         if request.json_schema is not None:
             try:
                 from vllm.sampling_params import StructuredOutputsParams

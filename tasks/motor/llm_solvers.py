@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import Field
+
 from agents.label_judges import judge_extractor
 from agents.llm import CallSettings, Extractor, ask, backend_from_context, labels_model, parse_labels
 from agents.motor_mas import Evidence
-from harness.core import RunContext, Sample, Solver, SolverOutput, Task
+from harness.core import RunContext, Sample, Solver, SolverOutput, Task, digest_texts, source_texts
 from harness.models.base import Message, ModelBackend, Part
+from harness.options import GenerationOptions
 from harness.registry import register_solver
 from harness.structured import free_text_blocked
 from tasks.motor.data import HEADS
@@ -50,24 +53,48 @@ def evidence(sample: Sample, frames: int) -> Evidence:
     )
 
 
-class _BackendSolver(Solver):
-    """Holds one backend and the sampling settings; subclasses define `solve`."""
+class MotorMLLMOptions(GenerationOptions):
+    frames: int = Field(8, ge=0, description="video frames sampled uniformly from the clip (0: transcript only)")
 
-    def __init__(self, backend: ModelBackend, settings: CallSettings, extractor: Extractor | None = None,
-                 **options: Any) -> None:
+
+class MotorMASOptions(MotorMLLMOptions):
+    max_revisions: int = Field(2, ge=0, description="most heads the coordinator may send back per clip")
+
+
+class VoteOptions(MotorMLLMOptions):
+    n_agents: int = Field(3, ge=1, description="independent agents that vote")
+    debate: bool = Field(False, description="one debate round: each agent sees the others' first answers")
+
+
+class _BackendSolver(Solver):
+    """Holds one backend and the sampling settings (from the options); subclasses define `solve`."""
+
+    Options = MotorMLLMOptions
+
+    def __init__(self, backend: ModelBackend, extractor: Extractor | None = None, **options: Any) -> None:
         super().__init__(**options)
-        self.backend, self.settings, self.extractor = backend, settings, extractor
-        self.frames = int(options.get("frames", 8))
+        self.backend, self.extractor = backend, extractor
+        self.settings = CallSettings.from_options(self.options)
+        self.frames: int = self.options["frames"]
 
     @classmethod
     def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
+        options = {**options, "seed": options["seed"] if options.get("seed") is not None else ctx.seed}
+        cls.validate_options(options)  # a typo is refused before a backend is built
         backend = backend_from_context(ctx, cls.name)
-        settings = CallSettings("", ctx.seed, 0.0, int(options.get("max_tokens", 512)))
-        return cls(backend, settings, judge_extractor(ctx), **{**cls.defaults(), **options})
+        return cls(backend, judge_extractor(ctx), **options)
 
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
-        return {"frames": 8}
+    def prompt_digest(self) -> str:
+        import agents.label_judges
+        import agents.llm
+
+        judges = source_texts(agents.label_judges) if self.extractor is not None else []
+        return digest_texts(SYSTEM_PROMPT, *source_texts(vocab_prompt, evidence, agents.llm), *self.graph_sources(),
+                            *judges)
+
+    def graph_sources(self) -> list[str]:
+        """The source of the code that writes this solver's prompts beyond SYSTEM_PROMPT."""
+        return source_texts(type(self).solve)
 
     async def aclose(self) -> None:
         await self.backend.aclose()
@@ -115,17 +142,19 @@ class MotorMLLMSolver(_BackendSolver):
 @register_solver("motor-mas", tasks=("motor",), kind="agent",
                  description="MOTOR-MAS: behavior -> cognition -> emotion agents + consistency coordinator (LangGraph)")
 class MotorMASSolver(_BackendSolver):
-    def __init__(self, backend: ModelBackend, settings: CallSettings, extractor: Extractor | None = None,
-                 **options: Any) -> None:
-        super().__init__(backend, settings, extractor, **options)
+    Options = MotorMASOptions
+
+    def __init__(self, backend: ModelBackend, extractor: Extractor | None = None, **options: Any) -> None:
+        super().__init__(backend, extractor, **options)
         from agents.motor_mas import MotorMAS
 
-        self.graph = MotorMAS(backend, settings, heads=HEADS,
-                              max_revisions=int(options.get("max_revisions", 2)), extractor=extractor)
+        self.graph = MotorMAS(backend, self.settings, heads=HEADS, max_revisions=self.options["max_revisions"],
+                              extractor=extractor)
 
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
-        return {"frames": 8, "max_revisions": 2}
+    def graph_sources(self) -> list[str]:
+        import agents.motor_mas
+
+        return source_texts(agents.motor_mas)
 
     async def solve(self, sample: Sample) -> SolverOutput:
         state = await self.graph.run(evidence(sample, self.frames))
@@ -146,17 +175,18 @@ class MotorMASSolver(_BackendSolver):
 @register_solver("mas-vote", tasks=("motor",), kind="agent",
                  description="general multi-agent baseline: N independent agents (+ debate) and a majority vote")
 class VoteSolver(_BackendSolver):
-    def __init__(self, backend: ModelBackend, settings: CallSettings, extractor: Extractor | None = None,
-                 **options: Any) -> None:
-        super().__init__(backend, settings, extractor, **options)
+    Options = VoteOptions
+
+    def __init__(self, backend: ModelBackend, extractor: Extractor | None = None, **options: Any) -> None:
+        super().__init__(backend, extractor, **options)
         from agents.vote import VoteMAS
 
-        self.graph = VoteMAS(backend, settings, n_agents=int(options.get("n_agents", 3)),
-                             debate=_as_bool(options.get("debate", False)))
+        self.graph = VoteMAS(backend, self.settings, n_agents=self.options["n_agents"], debate=self.options["debate"])
 
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
-        return {"frames": 8, "n_agents": 3, "debate": False}
+    def graph_sources(self) -> list[str]:
+        import agents.vote
+
+        return source_texts(agents.vote)
 
     async def solve(self, sample: Sample) -> SolverOutput:
         state = await self.graph.run(evidence(sample, self.frames))
@@ -166,12 +196,6 @@ class VoteSolver(_BackendSolver):
         if invalid:
             info.update(invalid=True, invalid_heads=invalid)
         return SolverOutput(prediction, info)
-
-
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
 
 
 __all__: Sequence[str] = ["MotorMASSolver", "MotorMLLMSolver", "VoteSolver", "evidence", "vocab_prompt"]

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
-from harness.core import JSON, HarnessError, Sample, Solver
+from harness.core import JSON, HarnessError, Sample, Solver, SolverOptions
 from harness.registry import register_solver
-from tasks.rppg.postprocess import BANDS, HR_METHODS, band_hz, estimate_hr, preprocess, snr_db, window_bounds
+from tasks.rppg.postprocess import band_hz, estimate_hr, preprocess, snr_db, window_bounds
 
 METHOD_NAMES = ("green", "ica", "chrom", "pos", "pbv", "lgi", "omit")
 FUSIONS = ("mean", "best-snr")
@@ -73,37 +74,28 @@ def fuse(views: dict[str, np.ndarray], fps: float, band: str, how: str) -> tuple
     return np.mean(z, axis=0), None
 
 
+class RppgOptions(SolverOptions):
+    band: Literal["toolbox", "recommended"] = Field(
+        "toolbox", description="pass band: toolbox 0.6-3.3 Hz (36-198 bpm) or recommended 0.75-2.5 Hz")
+    window_s: float = Field(0.0, ge=0, description="HR window in seconds (0: the whole video)")
+    hr_method: Literal["fft", "peak"] = Field("fft", description="HR from the periodogram peak or from peak intervals")
+    roi: Literal["face", "full"] = Field("face", description="face box or the full frame (skin-ROI videos: full)")
+    fusion: Literal["mean", "best-snr"] = Field(
+        "mean", description="multi-view: mean of z-scored BVPs, or the view with the best blind SNR")
+    max_frames: int | None = Field(None, gt=0, description="decode at most this many frames (None: all)")
+    detect_every: int = Field(10, ge=1, description="run face detection every N frames")
+    detector: Literal["haar", "lbp"] = Field("haar", description="OpenCV Haar cascade, or scikit-image's LBP cascade")
+
+
 class RppgSolver(Solver):
     """Classical rPPG method on a face (or skin) RGB trace."""
 
     method: ClassVar[str] = ""
+    Options = RppgOptions
 
-    def __init__(self, band: str = "toolbox", window_s: float | str = 0.0, hr_method: str = "fft",
-                 roi: str = "face", fusion: str = "mean", max_frames: int | str | None = None,
-                 detect_every: int | str | None = None, detector: str = "haar") -> None:
-        def choose(name: str, value: str, allowed: tuple[str, ...]) -> str:
-            if value not in allowed:
-                raise HarnessError(f"solver {self.name!r}: {name}={value!r}; choose one of {', '.join(allowed)}")
-            return value
-
-        try:
-            window = float(window_s)
-            frames = int(max_frames) if max_frames not in (None, "", "none") else None
-            every = int(detect_every) if detect_every not in (None, "", "none") else None
-        except ValueError as exc:
-            raise HarnessError(f"solver {self.name!r}: bad numeric option ({exc})") from None
-        options: dict[str, Any] = {
-            "band": choose("band", band, tuple(BANDS)), "band_hz": list(band_hz(band)),
-            "window_s": max(window, 0.0), "hr_method": choose("hr_method", hr_method, HR_METHODS),
-            "roi": choose("roi", roi, ("face", "full")), "fusion": choose("fusion", fusion, FUSIONS),
-        }
-        if detector != "haar":  # only a non-default detector enters the config (and the cache key)
-            options["detector"] = choose("detector", detector, ("haar", "lbp"))
-        if frames is not None:
-            options["max_frames"] = frames
-        if every is not None:
-            options["detect_every"] = every
+    def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        self.options["band_hz"] = list(band_hz(self.options["band"]))  # derived; shown in the manifest
 
     async def solve(self, sample: Sample) -> JSON:
         return await asyncio.to_thread(self.predict, sample)
@@ -111,13 +103,12 @@ class RppgSolver(Solver):
     def _trace(self, path: str, roi: str, fps: float | None) -> tuple[np.ndarray, float, float]:
         from vision_models.rppg.trace import extract_rgb_trace
 
-        kwargs: dict[str, Any] = {"roi": roi, "max_frames": self.options.get("max_frames")}
+        kwargs: dict[str, Any] = {"roi": roi, "max_frames": self.options["max_frames"]}
         if fps:  # frame folders (PURE) carry their rate in the sample, from the frame timestamps
             kwargs["fps"] = fps
         if roi == "face":
-            kwargs["detector"] = self.options.get("detector", "haar")
-            if "detect_every" in self.options:
-                kwargs["detect_every"] = self.options["detect_every"]
+            kwargs["detector"] = self.options["detector"]
+            kwargs["detect_every"] = self.options["detect_every"]
         trace = extract_rgb_trace(path, **kwargs)
         return fill_missing(trace.rgb), float(trace.fps), float(trace.face_missing_fraction)
 
@@ -174,6 +165,18 @@ def _make(method: str) -> type[RppgSolver]:
 SOLVERS: dict[str, type[RppgSolver]] = {m: _make(m) for m in METHOD_NAMES}
 
 
+class DeepRppgOptions(RppgOptions):
+    checkpoint: str = Field("", description="TorchScript or torch.export (.pt2) file of the network (required)")
+    input_size: int = Field(72, gt=0, description="square face-crop size in pixels")
+    chunk_len: int = Field(180, gt=0, description="frames per network input chunk")
+    normalization: str = Field(
+        "diff_normalized", description="diff_normalized | standardized | raw, '+'-joined to stack channels")
+    layout: Literal["NCTHW", "NTCHW", "(NT)CHW"] = Field("NCTHW", description="input tensor layout of the network")
+    batch_size: int = Field(4, gt=0, description="chunks per forward pass")
+    device: str | None = Field(None, exclude=True, description="torch device (default: cuda if available); "
+                               "not part of the identity")
+
+
 @register_solver("deep", tasks=("rppg",), kind="vision",
                  description="a user's torch rPPG network (PhysNet, TS-CAN, ...) from -S checkpoint=PATH")
 class DeepRppgSolver(RppgSolver):
@@ -187,15 +190,13 @@ class DeepRppgSolver(RppgSolver):
 
     method = "deep"
 
-    def __init__(self, checkpoint: str = "", input_size: int = 72, chunk_len: int = 180,
-                 normalization: str = "diff_normalized", layout: str = "NCTHW", batch_size: int = 4,
-                 device: str | None = None, **classical: Any) -> None:
-        super().__init__(**classical)
-        if not checkpoint:
+    Options = DeepRppgOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if not self.options["checkpoint"]:
             raise HarnessError("solver 'deep' needs -S checkpoint=PATH (a TorchScript or .pt2 file)")
-        self.options.update(checkpoint=str(checkpoint), input_size=int(input_size), chunk_len=int(chunk_len),
-                            normalization=normalization, layout=layout, batch_size=int(batch_size))
-        self._device = device
+        self._device = self.opts.device  # type: ignore[attr-defined]  # not in `options`: no identity change
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -212,10 +213,8 @@ class DeepRppgSolver(RppgSolver):
             return self._model
 
     def _view_bvp(self, path: str, roi: str, fps_hint: float | None) -> tuple[np.ndarray, float, float]:
-        kwargs: dict[str, Any] = {"roi": roi, "max_frames": self.options.get("max_frames"), "fps": fps_hint,
-                                  "detector": self.options.get("detector", "haar")}
-        if "detect_every" in self.options:
-            kwargs["detect_every"] = self.options["detect_every"]
+        kwargs: dict[str, Any] = {"roi": roi, "max_frames": self.options["max_frames"], "fps": fps_hint,
+                                  "detector": self.options["detector"], "detect_every": self.options["detect_every"]}
         out = self.model().predict_video(path, **kwargs)
         fps = float(out.fps or fps_hint or 0)
         if fps <= 0:

@@ -15,12 +15,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from agents.label_judges import judge_extractor
 from agents.llm import CallSettings, Extractor, ask, backend_from_context
-from harness.core import RunContext, Sample, Solver, SolverOutput, Task
+from harness.core import RunContext, Sample, Solver, SolverOutput, Task, digest_texts
 from harness.models.base import Message, ModelBackend, Part
+from harness.options import GenerationOptions
 from harness.registry import register_solver
 from harness.structured import Parsed, free_text_blocked, match_label
 
@@ -33,6 +34,7 @@ SYSTEM_PROMPT = (
 CLASS_WORDS: dict[str, bool] = {"sarcastic": True, "not sarcastic": False, "non sarcastic": False}
 YES_NO: dict[str, bool] = {"yes": True, "no": False}
 JUDGE_LABELS: tuple[str, str] = ("sarcastic", "not sarcastic")
+CONTEXT_HEADER, UTTERANCE_HEADER = "Context:\n", "Utterance:\n"
 
 
 class SarcasmAnswer(BaseModel):
@@ -59,33 +61,38 @@ def dialogue_text(sample: Sample, *, context: bool, speaker: bool) -> str:
     if lines:
         speakers = list(inputs.get("context_speakers") or [])
         speakers += [""] * (len(lines) - len(speakers))
-        parts.append("Context:\n" + "\n".join(line(s, u) for s, u in zip(speakers, lines, strict=False)))
-    parts.append("Utterance:\n" + line(inputs.get("speaker"), inputs.get("utterance", "")))
+        parts.append(CONTEXT_HEADER + "\n".join(line(s, u) for s, u in zip(speakers, lines, strict=False)))
+    parts.append(UTTERANCE_HEADER + line(inputs.get("speaker"), inputs.get("utterance", "")))
     return "\n\n".join(parts)
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+class SarcasmMLLMOptions(GenerationOptions):
+    context: bool = Field(True, description="include the dialogue context before the utterance")
+    speaker: bool = Field(True, description="prefix each line with its speaker's name")
+    frames: int = Field(8, ge=0, description="video frames sampled uniformly from the clip (0: text only)")
+    max_tokens: int = Field(256, gt=0, description="most tokens one answer may take")
 
 
 @register_solver("mllm", tasks=("sarcasm",), kind="mllm",
                  description="zero-shot MLLM: utterance (+ context, speaker, frames) -> sarcastic?")
 class SarcasmMLLMSolver(Solver):
-    def __init__(self, backend: ModelBackend, settings: CallSettings, extractor: Extractor | None = None,
-                 **options: Any) -> None:
-        options = {"context": True, "speaker": True, "frames": 8, **options}
-        options["context"], options["speaker"] = _as_bool(options["context"]), _as_bool(options["speaker"])
-        options["frames"] = int(options["frames"])
+    Options = SarcasmMLLMOptions
+
+    def __init__(self, backend: ModelBackend, extractor: Extractor | None = None, **options: Any) -> None:
         super().__init__(**options)
-        self.backend, self.settings, self.extractor = backend, settings, extractor
+        self.backend, self.extractor = backend, extractor
+        self.settings = CallSettings.from_options(self.options)
 
     @classmethod
     def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
-        settings = CallSettings("", ctx.seed, 0.0, int(options.get("max_tokens", 256)))
+        options = {**options, "seed": options["seed"] if options.get("seed") is not None else ctx.seed}
+        cls.validate_options(options)  # a typo is refused before a backend is built
         backend = backend_from_context(ctx, cls.name)
-        return cls(backend, settings, judge_extractor(ctx), **options)
+        return cls(backend, judge_extractor(ctx), **options)
+
+    def prompt_digest(self) -> str:
+        return digest_texts(SYSTEM_PROMPT, CONTEXT_HEADER, UTTERANCE_HEADER, SarcasmAnswer.model_json_schema(),
+                            CLASS_WORDS, YES_NO, JUDGE_LABELS)
 
     def messages(self, sample: Sample) -> list[Message]:
         media: tuple[Part, ...] = ()

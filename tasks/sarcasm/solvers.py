@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
-from harness.core import HarnessError, Sample, SeededSolver, Solver
+from pydantic import Field
+
+from harness.core import HarnessError, Sample, SeededSolver, Solver, SolverOptions
 from harness.registry import register_solver
 
 FEATURE_SETS = ("utterance", "utterance+context", "utterance+speaker", "utterance+context+speaker")
@@ -61,22 +63,17 @@ class TfidfSolver(Solver):
 
     batch_size = 256  # one vectorizer pass per batch instead of one per sample
 
-    def __init__(
-        self, features: str = "utterance", classifier: str = "svm", C: float = DEFAULT_C,  # noqa: N803
-        scale: bool = False, **options: Any,
-    ) -> None:
-        if features not in FEATURE_SETS:
-            raise HarnessError(f"tfidf: features={features!r}; choose one of {', '.join(FEATURE_SETS)}")
-        if classifier not in CLASSIFIERS:
-            raise HarnessError(f"tfidf: classifier={classifier!r}; choose one of {', '.join(CLASSIFIERS)}")
-        if isinstance(C, bool) or not isinstance(C, (int, float)) or C <= 0:
-            raise HarnessError(f"tfidf: C={C!r} must be a positive number")
-        if options:
-            raise HarnessError(f"tfidf: unknown option(s) {', '.join(sorted(options))}; "
-                               "known: features, classifier, C, scale")
-        super().__init__(features=features, classifier=classifier, C=float(C), scale=bool(scale))
-        self.use_context = "context" in features
-        self.use_speaker = "speaker" in features
+    class Options(SolverOptions):
+        features: Literal["utterance", "utterance+context", "utterance+speaker", "utterance+context+speaker"] = Field(
+            "utterance", description="TF-IDF blocks: the utterance, plus the context and/or a speaker one-hot")
+        classifier: Literal["svm", "logreg"] = Field("svm", description="linear SVM or logistic regression")
+        C: float = Field(DEFAULT_C, gt=0, description="inverse regularisation strength")
+        scale: bool = Field(False, description="standard-scale the features (without centring) before the classifier")
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.use_context = "context" in self.options["features"]
+        self.use_speaker = "speaker" in self.options["features"]
         self.model: Any = None
 
     def _feature_union(self) -> Any:

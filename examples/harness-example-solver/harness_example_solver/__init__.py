@@ -7,8 +7,11 @@ Install it (`pip install -e examples/harness-example-solver`) and it appears in
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from harness.core import Sample, Solver, SolverOutput
+from pydantic import Field
+
+from harness.core import Sample, Solver, SolverOptions, SolverOutput
 from harness.registry import register_solver
 
 DEFAULT_CUES = ("oh", "sure", "really", "great", "wow", "totally", "obviously", "yeah")
@@ -17,9 +20,12 @@ DEFAULT_CUES = ("oh", "sure", "really", "great", "wow", "totally", "obviously", 
 @register_solver("cue-words", tasks=("sarcasm",), kind="classical",
                  description="sarcastic when the utterance contains a cue word (example plugin)")
 class CueWordSolver(Solver):
-    def __init__(self, cues: str = ",".join(DEFAULT_CUES)) -> None:
-        super().__init__(cues=cues)
-        words = [w.strip().lower() for w in cues.split(",") if w.strip()]
+    class Options(SolverOptions):
+        cues: str = Field(",".join(DEFAULT_CUES), description="comma-separated cue words (case-insensitive)")
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        words = [w.strip().lower() for w in self.options["cues"].split(",") if w.strip()]
         self.pattern = re.compile(r"\b(" + "|".join(map(re.escape, words)) + r")\b", re.IGNORECASE)
 
     async def solve(self, sample: Sample) -> SolverOutput:
