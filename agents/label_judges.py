@@ -72,10 +72,15 @@ class JudgeExtractor:
 
 def judge_extractor(ctx: RunContext) -> JudgeExtractor | None:
     """The run's `--judge` panel as a label extractor, or None without judges."""
-    if not ctx.judges:
+    from harness.roles import judge_roles
+
+    # each judge on its own endpoint (`--judge MODEL@URL`); plain `--judge M` names share --base-url
+    specs: list[Any] = judge_roles(getattr(ctx, "roles", {}) or {}) or list(ctx.judges)
+    if not specs:
         return None
     kwargs = {
         "base_url": ctx.base_url, "api_key": ctx.api_key, "cache_dir": ctx.cache_dir, "use_cache": ctx.use_cache,
-        "concurrency": ctx.concurrency, "timeout_s": ctx.request_timeout_s,
+        "concurrency": ctx.concurrency, "timeout_s": ctx.request_timeout_s, "max_retries": ctx.max_retries,
+        "transcripts": getattr(ctx, "transcripts", None),
     }
-    return JudgeExtractor(panel_from_models(ctx.judges, kwargs, LABEL_RUBRIC))
+    return JudgeExtractor(panel_from_models(specs, kwargs, LABEL_RUBRIC))

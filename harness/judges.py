@@ -99,6 +99,7 @@ class Judge:
             temperature=0.0,
             max_tokens=self.max_tokens,
             json_schema=r.schema,
+            role=f"judge/{self.name}",
         )
 
     async def judge(self, images: Sequence[Part] = (), **fields: Any) -> Verdict:
@@ -182,16 +183,19 @@ class JudgePanel:
 
 
 def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
-    """Cohen's kappa of two raters: (p_o - p_e) / (1 - p_e)."""
+    """Cohen's kappa of two raters, (p_o - p_e) / (1 - p_e), from scikit-learn (labels of any hashable type)."""
     if len(a) != len(b) or not a:
         raise ValueError("two equally long, non-empty rating lists are needed")
     n = len(a)
-    observed = sum(x == y for x, y in zip(a, b, strict=True)) / n
     count_a, count_b = Counter(a), Counter(b)
     expected = sum(count_a[k] * count_b[k] for k in count_a) / (n * n)
-    if expected == 1.0:
-        return 1.0 if observed == 1.0 else 0.0
-    return (observed - expected) / (1 - expected)
+    if expected == 1.0:  # both raters used one and the same category throughout: sklearn gives nan
+        return 1.0
+    from sklearn.metrics import cohen_kappa_score
+
+    labels = sorted(set(a) | set(b), key=repr)
+    codes = {label: i for i, label in enumerate(labels)}
+    return float(cohen_kappa_score([codes[x] for x in a], [codes[x] for x in b], labels=list(range(len(labels)))))
 
 
 def fleiss_kappa(counts: Sequence[Sequence[int]]) -> float:
@@ -228,8 +232,17 @@ def agreement(ratings: Sequence[Sequence[Hashable | None]]) -> dict[str, Any]:
     return result
 
 
-def panel_from_models(models: Sequence[str], make_backend_kwargs: Mapping[str, Any], rubric: Rubric) -> JudgePanel:
-    """One judge per `--judge M`, each on its own backend (cached and retried like any model call)."""
+def panel_from_models(models: Sequence[Any], make_backend_kwargs: Mapping[str, Any], rubric: Rubric) -> JudgePanel:
+    """One judge per `--judge M[@URL]`, each on its own backend (cached and retried like any model call).
+    `models` are names (all on `make_backend_kwargs["base_url"]`) or role specs with `.model` and
+    `.base_url` (`harness.roles.RoleSpec`): a spec's own URL wins, since one `vllm serve` serves one model."""
     from harness.models import make_backend
 
-    return JudgePanel([Judge(make_backend(m, **make_backend_kwargs), rubric) for m in models])
+    judges = []
+    for m in models:
+        kwargs = dict(make_backend_kwargs)
+        if not isinstance(m, str):
+            kwargs["base_url"] = m.base_url or kwargs.get("base_url")
+            m = m.model
+        judges.append(Judge(make_backend(m, **kwargs), rubric))
+    return JudgePanel(judges)
