@@ -82,7 +82,8 @@ def test_two_judges_on_two_endpoints_both_answer_and_kappa_is_reported(tmp_path)
         b_col = [expected("judge-b", p)[q] for p in PROMPTS]
         assert report[q]["items"] == len(PROMPTS)
         assert report[q]["cohen_kappa"] == pytest.approx(cohen_kappa_score(a_col, b_col), abs=1e-12)
-        assert report[q]["percent_agreement"] == pytest.approx(sum(x == y for x, y in zip(a_col, b_col)) / 5)
+        same = sum(x == y for x, y in zip(a_col, b_col, strict=True))
+        assert report[q]["percent_agreement"] == pytest.approx(same / 5)
     # the ties resolve to "followed, not degraded": the ISR counts no split decision as a failure
     assert [isr_outcome(g)["edit_failed"] for g in gradings] == [0.0] * 5
     summary = summarise(read_transcripts(tmp_path / "transcripts.jsonl"))
