@@ -88,10 +88,15 @@ class EmocapTask(Task):
         return {"correct": float(label == sample.target), "invalid": float(label == INVALID), "pred": label}
 
     def metrics(self, protocol: str) -> list[Metric]:
-        classes = list(PROTOCOL_CLASSES.get(protocol, ()))
+        classes = tuple(PROTOCOL_CLASSES.get(protocol, ()))
+
+        def codes(records: Sequence[Record]) -> cm.Coded:
+            true, pred = _labels(records)
+            return cm.Coded(cm.encode(true, classes), cm.encode(pred, classes), classes)
+
         return [
-            Metric("uar", lambda rs: cm.uar(*_labels(rs), labels=classes), scale=100.0),
-            Metric("war", mean_of="correct", scale=100.0),
+            Metric("uar", classification=cm.Classification(codes, stat="recall", average="macro"), scale=100.0),
+            Metric("war", classification=cm.Classification(codes, stat="accuracy"), scale=100.0),
             Metric("invalid_rate", mean_of="invalid", higher_is_better=False, scale=100.0),
         ]
 
