@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.board.cli import COMMANDS as BOARD_COMMANDS
 from harness.core import HarnessError
 
 EPILOG = """examples:
@@ -107,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--bootstrap", type=int, default=2000)
     sp.add_argument("--seed", type=int, default=0)
     common(sp)
+
+    from harness.board.cli import add_parsers  # `board serve` and `submit`
+
+    add_parsers(sub)
     return p
 
 
@@ -204,6 +209,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "score": cmd_score, "tasks": cmd_tasks, "solvers": cmd_solvers, "leaderboard": cmd_leaderboard,
             "show": cmd_show, "compare": cmd_compare}
+COMMANDS.update(BOARD_COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,136 @@
+"""PNG plots of a submitted run, made once when the board accepts it and stored with the run:
+confusion matrices found in the task's report, the PNGs the task's own report writes (rPPG's
+Bland–Altman and scatter plots), and a Bland–Altman plot from paired per-sample `<x>_pred`/`<x>_ref`
+scores when the report made none."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.core import Record
+
+MAX_PLOTS = 12
+MAX_PLOT_BYTES = 2 * 1024 * 1024
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def safe_plot_name(text: str) -> str:
+    name = _SAFE.sub("_", text).strip("._")[:80] or "plot"
+    return name if name.endswith(".png") else name + ".png"
+
+
+def find_confusion_matrices(report: Any, path: str = "") -> Iterator[tuple[str, list[str], list[str], list[list]]]:
+    """(where, row labels, column labels, counts) for each confusion matrix in a report: an object with
+    2-D integer `counts` (or `matrix`) and labels (`rows_true`/`columns_predicted`, or `labels`)."""
+    if isinstance(report, dict):
+        counts = report.get("counts", report.get("matrix"))
+        if isinstance(counts, list) and counts and all(isinstance(r, list) for r in counts):
+            rows = report.get("rows_true") or report.get("labels") or [str(i) for i in range(len(counts))]
+            cols = report.get("columns_predicted") or report.get("labels") or [str(i) for i in range(len(counts[0]))]
+            yield path or "confusion", [str(x) for x in rows], [str(x) for x in cols], counts
+            return
+        for k, v in report.items():
+            yield from find_confusion_matrices(v, f"{path}.{k}" if path else str(k))
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def confusion_png(title: str, rows: list[str], cols: list[str], counts: list[list]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.asarray(counts, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(cols), 1.0 + 0.8 * len(rows)))
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set(xlabel="predicted", ylabel="true", title=title[:60])
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center",
+                    color="white" if m[i, j] > m.max() / 2 else "black")
+    return _png(fig)
+
+
+def paired_values(records: Sequence[Record]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-sample `<x>_pred` / `<x>_ref` scores (numbers or lists of numbers), flattened, finite pairs."""
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for r in records:
+        if not r.ok:
+            continue
+        for key, pred in r.scores.items():
+            if not key.endswith("_pred") or f"{key[:-5]}_ref" not in r.scores:
+                continue
+            ref = r.scores[f"{key[:-5]}_ref"]
+            p = pred if isinstance(pred, list) else [pred]
+            q = ref if isinstance(ref, list) else [ref]
+            if len(p) != len(q):
+                continue
+            acc = out.setdefault(key[:-5], ([], []))
+            for a, b in zip(p, q, strict=True):
+                if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+                    acc[0].append(float(a))
+                    acc[1].append(float(b))
+    result = {}
+    for k, (p, q) in out.items():
+        pa, qa = np.asarray(p), np.asarray(q)
+        ok = np.isfinite(pa) & np.isfinite(qa)
+        if ok.sum() >= 2:
+            result[k] = (pa[ok], qa[ok])
+    return result
+
+
+def bland_altman_png(name: str, pred: np.ndarray, ref: np.ndarray) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mean, diff = (pred + ref) / 2, pred - ref
+    bias, sd = float(diff.mean()), float(diff.std(ddof=1))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(mean, diff, s=12, alpha=0.7)
+    ax.axhline(bias, color="k", lw=1, label=f"bias {bias:.2f}")
+    for k in (-1.96, 1.96):
+        ax.axhline(bias + k * sd, color="k", ls="--", lw=1)
+    ax.set(xlabel=f"mean of predicted and reference {name}", ylabel=f"predicted − reference {name}",
+           title=f"Bland–Altman ({name}; limits {bias - 1.96 * sd:.1f} to {bias + 1.96 * sd:.1f})")
+    ax.legend(loc="upper right")
+    return _png(fig)
+
+
+def run_plots(report: dict[str, Any], records: Sequence[Record], report_dir: Path | None) -> dict[str, bytes]:
+    """name -> PNG bytes for a run (at most MAX_PLOTS, each at most MAX_PLOT_BYTES)."""
+    plots: dict[str, bytes] = {}
+    if report_dir is not None and report_dir.is_dir():
+        for f in sorted(report_dir.rglob("*.png")):
+            if len(plots) < MAX_PLOTS and f.is_file() and f.stat().st_size <= MAX_PLOT_BYTES:
+                plots[safe_plot_name(f.name)] = f.read_bytes()
+    for where, rows, cols, counts in find_confusion_matrices(report):
+        if len(plots) >= MAX_PLOTS:
+            break
+        try:
+            plots[safe_plot_name(f"confusion_{where}")] = confusion_png(f"confusion matrix: {where}", rows, cols,
+                                                                        counts)
+        except (ValueError, TypeError):
+            continue  # not a numeric matrix after all
+    if not any("bland" in k for k in plots):
+        for name, (pred, ref) in paired_values(records).items():
+            if len(plots) < MAX_PLOTS:
+                plots[safe_plot_name(f"bland_altman_{name}")] = bland_altman_png(name, pred, ref)
+    return {k: v for k, v in plots.items() if len(v) <= MAX_PLOT_BYTES}

@@ -1,0 +1,148 @@
+"""Tables of the task page: measured rows grouped so that only comparable rows are ranked together
+(same protocol, scorer version and data), with rank intervals and paired tests.
+
+Rank intervals come from the joint bootstrap stored with each server-scored run (replicate k of every
+run uses the same resample of the board's samples): in each replicate the runs are ranked, and a run's
+interval is the 2.5-97.5 percentile range of its ranks. Paired tests use harness.stats.paired_bootstrap
+on the stored per-sample records (against the group's leader and against the task's baseline solver);
+they are computed for the first `paired_rows` rows of a group and cached in the database.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.board.store import BoardStore
+from harness.core import Task
+from harness.leaderboard import BoardRow
+from harness.stats import Comparison, paired_bootstrap
+
+
+@dataclass
+class Group:
+    protocol: str
+    scorer_version: str | None
+    data_fingerprint: str
+    headline: str
+    higher_is_better: bool
+    metric_names: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.protocol} · scorer v{self.scorer_version or '?'} · data {self.data_fingerprint[:8]}"
+
+
+def _headline_value(row: BoardRow, name: str) -> float | None:
+    m = row.metrics.get(name) or {}
+    return m.get("value")
+
+
+def rank_intervals(reps: np.ndarray, higher_is_better: bool) -> list[tuple[int, int]]:
+    """Rows x replicates -> per row (low, high): the 95% percentile range of its rank (1 = best);
+    a NaN replicate ranks last."""
+    v = np.where(np.isnan(reps), -np.inf, reps if higher_is_better else -reps)
+    # rank = 1 + number of runs strictly better in that replicate
+    order = np.sort(v, axis=0)
+    ranks = np.empty_like(v, dtype=np.int64)
+    n = v.shape[0]
+    for k in range(v.shape[1]):
+        ranks[:, k] = n - np.searchsorted(order[:, k], v[:, k], side="right") + 1
+    lo = np.floor(np.percentile(ranks, 2.5, axis=1)).astype(int)
+    hi = np.ceil(np.percentile(ranks, 97.5, axis=1)).astype(int)
+    return list(zip(lo.tolist(), hi.tolist(), strict=True))
+
+
+def build_groups(store: BoardStore, task: Task, rows: list[BoardRow], *, protocol: str | None = None,
+                 paired_rows: int = 20, paired_boot: int = 1000) -> list[Group]:
+    """Measured rows of one task, grouped and sorted by headline (best first), with rank intervals and
+    paired tests."""
+    groups: dict[tuple[str, str | None, str], Group] = {}
+    for r in rows:
+        if protocol and r.protocol != protocol:
+            continue
+        key = (r.protocol, r.extra.get("scorer_version"), r.extra.get("data_fingerprint") or "")
+        if key not in groups:
+            defs = task.metrics(r.protocol) if r.protocol in task.protocols else []
+            headline = r.extra.get("headline") or (defs[0].name if defs else next(iter(r.metrics), ""))
+            hib = next((m.higher_is_better for m in defs if m.name == headline), True)
+            groups[key] = Group(r.protocol, key[1], key[2], headline, hib, [m.name for m in defs])
+        g = groups[key]
+        g.rows.append({"row": r})
+        for name in r.metrics:
+            if name not in g.metric_names:
+                g.metric_names.append(name)
+    out = []
+    for g in groups.values():
+        _rank(store, g)
+        _paired(store, task, g, paired_rows, paired_boot)
+        out.append(g)
+    return sorted(out, key=lambda g: (g.protocol, str(g.scorer_version), g.data_fingerprint))
+
+
+def _rank(store: BoardStore, g: Group) -> None:
+    def sort_key(item: dict[str, Any]) -> float:
+        v = _headline_value(item["row"], g.headline)
+        if v is None or math.isnan(v):
+            return math.inf
+        return -v if g.higher_is_better else v
+
+    g.rows.sort(key=sort_key)
+    for i, item in enumerate(g.rows):
+        item["rank"] = i + 1
+        item["rank_interval"] = None
+    ids = [item["row"].source for item in g.rows]
+    reps = store.replicates(ids)
+    with_reps = [i for i, rid in enumerate(ids) if rid in reps]
+    lengths = {len(reps[ids[i]]) for i in with_reps}
+    if len(with_reps) >= 1 and len(lengths) == 1:
+        matrix = np.vstack([reps[ids[i]] for i in with_reps])
+        for i, interval in zip(with_reps, rank_intervals(matrix, g.higher_is_better), strict=True):
+            g.rows[i]["rank_interval"] = interval
+
+
+def baseline_solver(task: Task) -> str:
+    return str(getattr(task, "baseline_solver", "") or task.default_solver)
+
+
+def _paired(store: BoardStore, task: Task, g: Group, paired_rows: int, n_boot: int) -> None:
+    defs = {m.name: m for m in task.metrics(g.protocol)} if g.protocol in task.protocols else {}
+    metric = defs.get(g.headline)
+    server_rows = [it for it in g.rows if it["row"].extra.get("origin") == "server"]
+    leader = server_rows[0]["row"].source if server_rows else None
+    base_solver = baseline_solver(task)
+    baseline = next((it["row"].source for it in server_rows if it["row"].extra.get("solver") == base_solver), None)
+    for it in g.rows:
+        it["vs_leader"] = it["vs_baseline"] = None
+    if metric is None or leader is None:
+        return
+    records: dict[str, Any] = {}
+    for it in server_rows[:paired_rows]:
+        rid = it["row"].source
+        for other, slot in ((leader, "vs_leader"), (baseline, "vs_baseline")):
+            if other is None or other == rid:
+                continue
+            it[slot] = paired_test(store, task, metric, rid, other, n_boot, records)
+
+
+def paired_test(store: BoardStore, task: Task, metric: Any, run_a: str, run_b: str, n_boot: int,
+                cache: dict[str, Any] | None = None) -> Comparison:
+    """paired_bootstrap(a, b) on the stored records, cached in the database."""
+    found = store.paired(run_a, run_b, metric.name, n_boot)
+    if found is not None:
+        return found
+    cache = {} if cache is None else cache
+    for rid in (run_a, run_b):
+        if rid not in cache:
+            cache[rid] = store.records(rid)
+    kwargs: dict[str, Any] = {}
+    if "within_folds" in paired_bootstrap.__code__.co_varnames:
+        kwargs["within_folds"] = task.bootstrap_within_folds
+    comp = paired_bootstrap(metric, cache[run_a], cache[run_b], cluster_key=task.cluster_key, n_boot=n_boot, seed=0,
+                            **kwargs)
+    store.save_paired(run_a, run_b, n_boot, comp)
+    return comp
