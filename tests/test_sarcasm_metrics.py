@@ -23,7 +23,7 @@ def records_of(targets: list[bool], predictions: list[object]) -> list[Record]:
 
 
 def metric_values(records: list[Record]) -> dict[str, float]:
-    return {m.name: m.fn(records) for m in SarcasmTask().metrics("speaker-dependent")}
+    return {m.name: m.compute(records) for m in SarcasmTask().metrics("speaker-dependent")}
 
 
 def fold_scores(protocol: str, solver_name: str, **options: object) -> dict[str, float]:
@@ -76,6 +76,38 @@ def test_invalid_predictions_match_sklearn_with_a_never_matching_label() -> None
         (precision, recall, f1))
     assert values["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, labels=[0, 1], average="macro"))
     assert values["accuracy"] < 0.7  # a third of the answers are invalid and count as wrong
+
+
+def test_bootstrap_of_the_vectorised_metrics_equals_sklearn_called_per_replicate() -> None:
+    """The runner's CIs: the five count-based metrics, all replicates at once, give the numbers of sklearn
+    called on each replicate's records (same seed, same draws), per fold and averaged over folds."""
+    from harness.core import Metric
+    from harness.stats import bootstrap
+
+    rng = random.Random(11)
+    records = records_of([rng.random() < 0.45 for _ in range(150)],
+                         [rng.choice([True, False, None, "maybe"]) for _ in range(150)])
+    for i, r in enumerate(records):
+        r.fold = f"fold{i % 3}"
+
+    def by_sklearn(name: str):
+        def fn(rs: list[Record]) -> float:
+            y_true = [int(bool(r.target)) for r in rs]
+            y_pred = [-1 if r.prediction not in (True, False) else int(r.prediction) for r in rs]
+            if name == "accuracy":
+                return sum(t == p for t, p in zip(y_true, y_pred, strict=True)) / len(rs)
+            average, stat = ("macro", 2) if name == "macro_f1" else ("weighted", ["precision", "recall", "f1"].index(
+                name.split("_")[1]))
+            return precision_recall_fscore_support(y_true, y_pred, labels=[0, 1], average=average,
+                                                   zero_division=0)[stat]
+        return fn
+
+    metrics = SarcasmTask().metrics("speaker-dependent")
+    fast = bootstrap(metrics, records, n_boot=60, seed=1)
+    slow = bootstrap([Metric(m.name, by_sklearn(m.name), per_fold=True) for m in metrics], records, n_boot=60, seed=1)
+    for m in metrics:
+        a, b = fast[m.name], slow[m.name]
+        assert (a.value, a.ci_low, a.ci_high) == pytest.approx((b.value, b.ci_low, b.ci_high), abs=1e-12), m.name
 
 
 def test_metrics_are_per_fold_in_percent_with_weighted_f1_first() -> None:
