@@ -36,6 +36,17 @@ def _option(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _positive_int(text: str) -> int:
+    """A whole number >= 1 (`--limit -3` would silently drop samples: refuse it)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="harness", description="Evaluate solvers on human-centric multimodal benchmarks.",
@@ -71,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a model the scorer uses, repeatable: --role recognizer=dlib, "
                     "--role editor=tiny-random, --role judge=Qwen/Qwen2.5-VL-7B-Instruct@http://h:8001/v1")
     sp.add_argument("--data", type=Path, default=None, help="dataset folder (default: HARNESS_DATA/<dataset>)")
-    sp.add_argument("--limit", type=int, default=None, help="only the first N test samples of each fold")
+    sp.add_argument("--limit", type=_positive_int, default=None, help="only the first N test samples of each fold")
     sp.add_argument("--concurrency", type=int, default=8, help="samples in flight at once (default 8)")
     sp.add_argument("--executor", choices=("local", "ray"), default="local",
                     help="local asyncio, or Ray workers (RAY_ADDRESS picks a cluster)")
@@ -93,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("show", help="metrics, config and a few samples of one run")
     sp.add_argument("run_id")
     sp.add_argument("--samples", type=int, default=5, help="samples to print (default 5)")
+    sp.add_argument("--sample", default=None, metavar="ID",
+                    help="one sample in full: prediction, scores, artifacts (paths) and its model calls")
     common(sp)
 
     sp = sub.add_parser("score", help="re-score a finished run from its predictions (after a scorer fix)")
@@ -107,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run_b")
     sp.add_argument("--bootstrap", type=int, default=2000)
     sp.add_argument("--seed", type=int, default=0)
+    common(sp)
+
+    sp = sub.add_parser("doctor", help="environment, data and endpoint pre-flight (one line per check, with a fix)")
+    sp.add_argument("--data", type=Path, default=None, help="data root (default: HARNESS_DATA)")
+    sp.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint to probe (default: OPENAI_BASE_URL)")
+    sp.add_argument("--no-gpu", action="store_true", help="skip the GPU check (it imports torch)")
     common(sp)
 
     from harness.board.cli import add_parsers  # `board serve` and `submit`
@@ -173,7 +192,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from harness import views
     from harness.leaderboard import Leaderboard, reference_rows
 
-    rows = Leaderboard(_db_url(args)).measured(args.task) + reference_rows(args.task)
+    board = Leaderboard(_db_url(args))
+    measured = board.measured(args.task)
+    if args.task and not measured:
+        from harness.registry import task_names
+
+        known = sorted(set(task_names()) | {r.task for r in reference_rows()})
+        if args.task not in known:
+            raise HarnessError(f"unknown task {args.task!r}; known tasks: {', '.join(known)}")
+    rows = measured + reference_rows(args.task)
     wanted = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
     views.print_board(rows, args.format, wanted)
     return 0
@@ -183,7 +210,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     from harness import views
     from harness.rundir import find_run, load_run
 
-    views.print_show(*load_run(find_run(args.out, args.run_id)), n_samples=args.samples)
+    run_dir = find_run(args.out, args.run_id)
+    if args.sample is not None:
+        views.print_sample(run_dir, args.sample)
+        return 0
+    views.print_show(*load_run(run_dir), n_samples=args.samples)
     return 0
 
 
@@ -210,6 +241,23 @@ def cmd_score(args: argparse.Namespace) -> int:
 COMMANDS = {"run": cmd_run, "score": cmd_score, "tasks": cmd_tasks, "solvers": cmd_solvers, "leaderboard": cmd_leaderboard,
             "show": cmd_show, "compare": cmd_compare}
 COMMANDS.update(BOARD_COMMANDS)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from harness.doctor import FAIL, run_checks
+
+    data_root = args.data or (Path(os.environ["HARNESS_DATA"]) if os.environ.get("HARNESS_DATA") else None)
+    checks = run_checks(out_dir=args.out, db_url=_db_url(args), data_root=data_root,
+                        base_url=args.base_url or os.environ.get("OPENAI_BASE_URL"),
+                        api_key=os.environ.get("OPENAI_API_KEY"), gpu=not args.no_gpu)
+    for check in checks:
+        print(check.line())
+    failed = sum(c.status == FAIL for c in checks)
+    print(f"{len(checks)} checks, {failed} failed" + ("" if failed else ": ready"))
+    return 1 if failed else 0
+
+
+COMMANDS["doctor"] = cmd_doctor
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -209,6 +209,45 @@ def print_show(manifest: dict, records: list, metrics: dict, n_samples: int = 5)
         console.print(text[:400] + ("…" if len(text) > 400 else ""), markup=False, highlight=False)
 
 
+def print_sample(run_dir: Path, sample_id: str) -> None:
+    """One sample in full: its record (every split it was solved in), artifacts with their paths, and
+    the model calls transcripts.jsonl holds for it."""
+    from harness.core import HarnessError
+    from harness.rundir import read_samples
+
+    records = [r for r in read_samples(run_dir / "samples.jsonl") if r.sample_id == sample_id]
+    if not records:
+        raise HarnessError(f"{run_dir / 'samples.jsonl'}: no sample {sample_id!r}")
+    store = run_dir.parent / "artifacts"
+    for r in records:
+        d = record_to_dict(r)
+        artifacts = d.pop("artifacts", {}) or {}
+        console.print(f"[bold]{_e(r.sample_id)}[/bold] · fold {_e(r.fold)} · split {_e(r.split)}"
+                      + (f" · [red]error[/red] {_e(r.error)}" if r.error else ""))
+        console.print(json.dumps(d, ensure_ascii=False, indent=2, default=str), markup=False, highlight=False)
+        if artifacts:
+            t = Table(title="artifacts")
+            for col in ("name", "ref", "path"):
+                t.add_column(col)
+            for name, ref in artifacts.items():
+                path = store / str(ref)
+                t.add_row(_e(name), _e(str(ref)), _e(str(path) + ("" if path.is_file() else " (missing)")))
+            console.print(t)
+    print_sample_calls(run_dir, sample_id)
+
+
+def print_sample_calls(run_dir: Path, sample_id: str) -> None:
+    """The sample's model calls from transcripts.jsonl, in order (agent/judge role, answer, tokens)."""
+    path = run_dir / "transcripts.jsonl"
+    if not path.is_file():
+        return
+    with path.open(encoding="utf-8") as f:
+        calls = [c for c in (json.loads(line) for line in f if line.strip()) if c.get("sample_id") == sample_id]
+    for i, call in enumerate(calls, 1):
+        console.print(f"[bold]call {i}[/bold] · {_e(str(call.get('role') or 'solver'))}")
+        console.print(json.dumps(call, ensure_ascii=False, indent=2, default=str), markup=False, highlight=False)
+
+
 def print_comparison(c: Any) -> None:
     a, b = c.run_a, c.run_b
     t = Table(title=_e(f"{a['run_id']} (A) vs {b['run_id']} (B): paired bootstrap on shared samples"))
