@@ -47,17 +47,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_int(text: str) -> int:
-    """A whole number >= 1 (`--limit -3` would silently drop samples: refuse it)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="harness", description="Evaluate solvers on human-centric multimodal benchmarks.",
@@ -249,26 +238,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "score": cmd_score, "tasks": cmd_tasks, "solvers": cmd_solvers, "leaderboard": cmd_leaderboard,
-            "show": cmd_show, "compare": cmd_compare}
+COMMANDS = {"run": cmd_run, "score": cmd_score, "tasks": cmd_tasks, "solvers": cmd_solvers,
+            "leaderboard": cmd_leaderboard, "show": cmd_show, "compare": cmd_compare}
 COMMANDS.update(BOARD_COMMANDS)
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from harness.doctor import FAIL, run_checks
-
-    data_root = args.data or (Path(os.environ["HARNESS_DATA"]) if os.environ.get("HARNESS_DATA") else None)
-    checks = run_checks(out_dir=args.out, db_url=_db_url(args), data_root=data_root,
-                        base_url=args.base_url or os.environ.get("OPENAI_BASE_URL"),
-                        api_key=os.environ.get("OPENAI_API_KEY"), gpu=not args.no_gpu)
-    for check in checks:
-        print(check.line())
-    failed = sum(c.status == FAIL for c in checks)
-    print(f"{len(checks)} checks, {failed} failed" + ("" if failed else ": ready"))
-    return 1 if failed else 0
-
-
-COMMANDS["doctor"] = cmd_doctor
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -100,8 +100,7 @@ def test_artifacts_survive_a_cached_rerun_and_show_lists_them(tmp_path, toy_data
     refs = {r.sample_id: r.artifacts["image"] for r in first.records}
     assert len(set(refs.values())) == 40
     store_root = tmp_path / "runs" / "artifacts"
-    for sid, ref in refs.items():
-        assert (store_root / ref).is_file()
+    assert all((store_root / ref).is_file() for ref in refs.values())
     second = run(cfg, settings(tmp_path, toy_data))
     assert second.n_cached == 40 and {r.sample_id: r.artifacts["image"] for r in second.records} == refs
     from harness.artifacts import ArtifactStore
