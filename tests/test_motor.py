@@ -14,6 +14,7 @@ from sklearn.metrics import f1_score
 
 from harness.core import DataError, Record, RunContext, Sample
 from harness.models.base import ChatRequest, ChatResponse, ModelBackend
+from harness.stats import bootstrap
 from tasks.motor import MotorTask
 from tasks.motor.baselines import MajoritySolver, RandomSolver, StratifiedSolver
 from tasks.motor.data import HEADS
@@ -213,22 +214,40 @@ def test_macro_f1_matches_sklearn_on_fixture(motor_dir: Path) -> None:
     assert motor_metrics()[0].name == "mean_macro_f1"
 
 
-def test_macro_f1_on_resamples_uses_the_labels_present_there(motor_dir: Path) -> None:
-    """The bootstrap reuses one set of metric objects on resamples that miss some labels: a label absent
-    from a resample's targets and predictions must not enter its average (as in sklearn)."""
+def test_macro_f1_on_a_resample_keeps_every_vocabulary_label(motor_dir: Path) -> None:
+    """A resample that lost a label still averages over the whole vocabulary, the lost label scoring 0
+    (sklearn with labels=vocabulary), instead of dropping it and scoring higher."""
     task = MotorTask()
-    samples = _load(motor_dir)
+    samples = task.folds(motor_dir, "zero-shot")[0].test
     preds = [dict(s.target) for s in samples]
     preds[3]["behavior"] = "on-task talk"  # one miss, so the subset below is not perfect
     records = _records(task, samples, preds)
-    metric = next(m for m in motor_metrics() if m.name == "macro_f1_behavior")
-    metric.compute(records)  # sees every label first
+    metric = next(m for m in task.metrics("zero-shot") if m.name == "macro_f1_behavior")
     subset = [r for r in records if r.target["behavior"] != "off-task"]
     y_true = [r.target["behavior"] for r in subset]
     y_pred = [r.prediction["behavior"] for r in subset]
     assert "off-task" not in y_true + y_pred
-    assert metric.compute(subset) == pytest.approx(f1_score(y_true, y_pred, average="macro"))
-    assert metric.compute(subset) < 1.0
+    vocab = task.vocabulary["behavior"]
+    expect = f1_score(y_true, y_pred, labels=vocab, average="macro", zero_division=0)
+    assert metric.compute(subset) == pytest.approx(expect)
+    assert metric.compute(subset) < f1_score(y_true, y_pred, average="macro")  # the label-dropping value
+
+
+def test_bootstrap_ci_of_macro_f1_holds_the_point_value(motor_dir: Path) -> None:
+    """The majority baseline on the fixture: with labels dropped per resample the CI was [19.3, 36.5]
+    around a point of 19.3; over the fixed vocabulary the point lies inside its CI."""
+    task = MotorTask()
+    samples = task.folds(motor_dir, "zero-shot")[0].test
+    solver = MajoritySolver()
+    solver.fit(samples)
+    preds = [asyncio.run(solver.solve(s)) for s in samples]
+    out = bootstrap(task.metrics("zero-shot"), _records(task, samples, preds), cluster_key=task.cluster_key,
+                    n_boot=1000, seed=0)
+    for head in HEADS:
+        v = out[f"macro_f1_{head}"]
+        assert v.ci_low <= v.value <= v.ci_high, head
+    v = out["mean_macro_f1"]
+    assert v.value == pytest.approx(0.193, abs=1e-3) and v.ci_low <= v.value <= v.ci_high < 0.3
 
 
 def test_report_has_per_class_f1_confusion_and_invalid_counts(motor_dir: Path) -> None:

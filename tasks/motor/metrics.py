@@ -10,13 +10,13 @@ vocabulary label occurs in the targets, so this is the whole vocabulary.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score
 
 from harness.core import Metric, Record
+from harness.metrics import Classification, Coded, counts, encode, score
 from tasks.motor.data import HEADS
 
 INVALID = "<invalid>"
@@ -45,72 +45,37 @@ def _labels(y_true: Sequence[str], y_pred: Sequence[str]) -> list[str]:
     return sorted((set(y_true) | set(y_pred)) - {INVALID})
 
 
-class LabelCodes:
-    """Integer codes of (target, prediction) per head, computed once per record object: the
-    bootstrap evaluates macro-F1 on thousands of resamples of the same records. Code 0 is INVALID."""
+def head_codes(head: str, vocabulary: Sequence[str] | None = None) -> Callable[[Sequence[Record]], Coded]:
+    """The `codes` function of one head for harness.metrics: codes in the vocabulary's order (or, with no
+    vocabulary, in the sorted labels of the records it is given: fixed for all bootstrap resamples);
+    an invalid answer is code -1."""
 
-    def __init__(self) -> None:
-        self.index: dict[str, dict[str, int]] = {h: {INVALID: 0} for h in HEADS}
-        self._memo: dict[int, tuple[Record, tuple[int, ...]]] = {}  # holding the record keeps its id unique
+    def codes(records: Sequence[Record]) -> Coded:
+        y_true, y_pred = _pairs(records, head)
+        labels = list(vocabulary) if vocabulary else _labels(y_true, y_pred)
+        return Coded(encode(y_true, labels), encode(y_pred, labels), tuple(labels))
 
-    def _code(self, head: str, label: str) -> int:
-        return self.index[head].setdefault(label, len(self.index[head]))
-
-    def matrix(self, records: Sequence[Record]) -> np.ndarray:
-        """(n, 2 * heads) int array: target code, prediction code for each head."""
-        rows = []
-        for r in records:
-            hit = self._memo.get(id(r))
-            if hit is None or hit[0] is not r:
-                codes: list[int] = []
-                for head in HEADS:
-                    (t,), (p,) = _pairs([r], head)
-                    codes += [self._code(head, t), self._code(head, p)]
-                hit = self._memo[id(r)] = (r, tuple(codes))
-            rows.append(hit[1])
-        return np.asarray(rows, dtype=np.int64).reshape(len(rows), 2 * len(HEADS))
-
-    def macro_f1(self, records: Sequence[Record], head: str, codes: np.ndarray | None = None) -> float:
-        """sklearn's ``f1_score(average="macro", zero_division=0)`` over the labels present in the
-        targets or the valid predictions (tests check it against sklearn)."""
-        if not records:
-            return float("nan")
-        codes = self.matrix(records) if codes is None else codes
-        j = HEADS.index(head)
-        k = len(self.index[head])
-        cm = np.bincount(codes[:, 2 * j] * k + codes[:, 2 * j + 1], minlength=k * k).reshape(k, k)
-        tp = np.diag(cm).astype(float)
-        predicted, support = cm.sum(axis=0).astype(float), cm.sum(axis=1).astype(float)
-        present = (support > 0) | (predicted > 0)
-        present[0] = False  # the INVALID sentinel is no class
-        with np.errstate(divide="ignore", invalid="ignore"):
-            precision = np.where(predicted > 0, tp / predicted, 0.0)
-            recall = np.where(support > 0, tp / support, 0.0)
-            f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-        return float(f1[present].mean()) if present.any() else float("nan")
-
-    def mean_macro_f1(self, records: Sequence[Record]) -> float:
-        if not records:
-            return float("nan")
-        codes = self.matrix(records)
-        return float(np.mean([self.macro_f1(records, head, codes) for head in HEADS]))
+    return codes
 
 
-def macro_f1(records: Sequence[Record], head: str) -> float:
-    return LabelCodes().macro_f1(records, head)
+def macro_f1(records: Sequence[Record], head: str, vocabulary: Sequence[str] | None = None) -> float:
+    """sklearn's ``f1_score(labels=..., average="macro", zero_division=0)`` of one head."""
+    return Classification(head_codes(head, vocabulary)).evaluate(records)
 
 
-def mean_macro_f1(records: Sequence[Record]) -> float:
-    return LabelCodes().mean_macro_f1(records)
+def mean_macro_f1(records: Sequence[Record], vocabulary: Mapping[str, Sequence[str]] | None = None) -> float:
+    return float(np.mean([macro_f1(records, head, (vocabulary or {}).get(head)) for head in HEADS]))
 
 
-def motor_metrics() -> list[Metric]:
+def motor_metrics(vocabulary: Mapping[str, Sequence[str]] | None = None) -> list[Metric]:
     """Headline first: mean macro-F1, then macro-F1 and accuracy per head, then invalid-answer rates
-    (accuracy and invalid rate are means of the per-sample scores of `MotorTask.score`)."""
-    codes = LabelCodes()  # one per run: its memo lives as long as the metrics
-    metrics = [Metric("mean_macro_f1", codes.mean_macro_f1, scale=100.0)]
+    (accuracy and invalid rate are means of the per-sample scores of `MotorTask.score`). Macro-F1 runs
+    over the vocabulary's labels, a fixed set, so a resample that misses a rare label scores it 0 instead
+    of dropping it (without a vocabulary: the labels of the whole run)."""
+    specs = {h: Classification(head_codes(h, (vocabulary or {}).get(h)), "f1", "macro") for h in HEADS}
+    metrics = [Metric("mean_macro_f1", classification=tuple(specs.values()), scale=100.0)]
     for head in HEADS:
-        metrics.append(Metric(f"macro_f1_{head}", lambda rs, h=head: codes.macro_f1(rs, h), scale=100.0))
+        metrics.append(Metric(f"macro_f1_{head}", classification=specs[head], scale=100.0))
     for head in HEADS:
         metrics.append(Metric(f"accuracy_{head}", mean_of=f"correct_{head}", scale=100.0))
     for head in HEADS:
@@ -121,23 +86,22 @@ def motor_metrics() -> list[Metric]:
 def head_report(records: Sequence[Record], head: str, vocabulary: Sequence[str] | None = None) -> dict[str, Any]:
     """Per-class F1, the confusion matrix (rows = targets, columns = predictions with an 'invalid'
     column) and invalid-answer counts of one head."""
-    y_true, y_pred = _pairs(records, head)
-    labels = list(vocabulary) if vocabulary else _labels(y_true, y_pred)
-    per_class = (f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0) if y_true
-                 else np.zeros(len(labels)))
-    columns = [*labels, INVALID]
-    matrix = confusion_matrix(y_true, y_pred, labels=columns) if y_true else np.zeros((0, 0))
+    coded = head_codes(head, vocabulary)(records)
+    labels = list(coded.labels)
+    c = counts(coded)
+    per_class = np.nan_to_num(score(c, coded.k, False, "f1", None))  # no samples: 0
+    matrix = c.reshape(coded.k, coded.k + 1)
     return {
         "labels": labels,
         "per_class_f1": {label: float(v) for label, v in zip(labels, per_class, strict=True)},
-        "support": {label: int(sum(t == label for t in y_true)) for label in labels},
+        "support": {label: int(v) for label, v in zip(labels, matrix.sum(axis=1), strict=True)},
         "confusion_matrix": {
             "rows": labels,
             "columns": [*labels, "invalid"],
-            "counts": [[int(v) for v in row] for row in matrix[: len(labels)]],
+            "counts": matrix.tolist(),
         },
-        "invalid": int(sum(p == INVALID for p in y_pred)),
-        "n": len(y_true),
+        "invalid": int((coded.pred < 0).sum()),
+        "n": len(records),
     }
 
 

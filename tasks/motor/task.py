@@ -92,7 +92,7 @@ class MotorTask(Task):
         return scores
 
     def metrics(self, protocol: str) -> list[Metric]:
-        return motor_metrics()
+        return motor_metrics(self.vocabulary)  # set by folds(): the fixed label set of macro-F1
 
     def report(self, records: Sequence[Record], protocol: str, out_dir: Path) -> dict[str, Any]:
         return motor_report(records, self.vocabulary)
