@@ -9,6 +9,8 @@ ones; they are read from `leaderboards/references/<task>.toml` and always labell
 from __future__ import annotations
 
 import json
+import random
+import time
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -97,22 +99,75 @@ class BoardRow:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+SQLITE_BUSY_TIMEOUT_S = 30.0  # SQLite's own default is 5 s: concurrent runs finishing together would fail
+WRITE_ATTEMPTS = 5  # a locked/serialisation-failed insert is retried with back-off this many times
+
+
+def masked_url(url: str) -> str:
+    """The URL with its password replaced by ***, for messages (`postgresql://u:***@host/db`)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not even a URL: show no part that could hold a secret
+        return url.split("@")[-1] if "@" in url else url
+
+
+def _engine(url: str) -> Any:
+    if url.startswith("sqlite"):
+        return create_engine(url, future=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    return create_engine(url, future=True, pool_pre_ping=True)
+
+
+def _retry(what: str, fn: Any) -> Any:
+    """Run `fn` again after a lock or a lost race (SQLite busy, PostgreSQL serialisation/DDL races)."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            return fn()
+        except IntegrityError:
+            raise
+        except (OperationalError, ProgrammingError):
+            if attempt == WRITE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * 2**attempt + random.uniform(0, 0.05))
+    raise AssertionError(what)
+
+
 class Leaderboard:
     def __init__(self, url: str) -> None:
+        self.url = masked_url(url)
         try:
-            self.engine = create_engine(url, future=True)
-            metadata_obj.create_all(self.engine)
-            _add_missing_columns(self.engine)
+            self.engine = _engine(url)
+
+            def create() -> None:
+                metadata_obj.create_all(self.engine)
+                _add_missing_columns(self.engine)
+
+            _retry("create tables", create)  # N runs finishing at once race to create the tables
         except Exception as exc:
-            raise HarnessError(f"cannot open leaderboard database {url!r}: {exc}") from exc
+            raise HarnessError(f"cannot open leaderboard database {self.url}: {_short(exc)}") from None
 
     def add_run(self, manifest: dict[str, Any], metrics: dict[str, MetricValue], headline: str, *,
                 conn: Any = None, origin: str = "local", submitter: str | None = None) -> None:
         """Store a finished run; with `conn`, inside the caller's transaction (the board adds its
         own tables' rows in the same one)."""
         if conn is None:
-            with self.engine.begin() as own:  # one transaction: the whole row or nothing
-                self.add_run(manifest, metrics, headline, conn=own, origin=origin, submitter=submitter)
+            from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+            def write() -> None:
+                with self.engine.begin() as own:  # one transaction: the whole row or nothing
+                    self.add_run(manifest, metrics, headline, conn=own, origin=origin, submitter=submitter)
+
+            try:
+                _retry("add run", write)
+            except IntegrityError as exc:
+                raise HarnessError(f"leaderboard {self.url} already holds run {manifest['run_id']!r}: "
+                                   f"{_short(exc)}") from None
+            except SQLAlchemyError as exc:
+                raise HarnessError(f"run {manifest['run_id']} finished (its files are written) but could not be "
+                                   f"added to the leaderboard {self.url}: {_short(exc)}") from None
             return
         cfg = manifest["config"]
         conn.execute(
@@ -139,9 +194,14 @@ class Leaderboard:
         q = select(runs_table).order_by(runs_table.c.task, runs_table.c.finished)
         if task:
             q = q.where(runs_table.c.task == task)
-        with self.engine.connect() as conn:
-            runs = conn.execute(q).mappings().all()
-            mrows = conn.execute(select(metrics_table)).mappings().all()
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with self.engine.connect() as conn:
+                runs = conn.execute(q).mappings().all()
+                mrows = conn.execute(select(metrics_table)).mappings().all()
+        except SQLAlchemyError as exc:
+            raise HarnessError(f"cannot read leaderboard {self.url}: {_short(exc)}") from None
         by_run: dict[str, dict[str, dict[str, float | None]]] = {}
         for m in mrows:
             s = m["scale"]
@@ -181,6 +241,11 @@ def _add_missing_columns(engine: Any) -> None:
             for c in missing:
                 conn.execute(text(f'ALTER TABLE {runs_table.name} ADD COLUMN "{c.name}" '
                                   f"{c.type.compile(dialect=engine.dialect)}"))
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of a database error, without SQLAlchemy's SQL echo and background link."""
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _finite(x: float) -> float | None:
