@@ -26,26 +26,55 @@ def config_hash(obj: Any, length: int = 16) -> str:
 
 
 def fingerprint_files(paths: Iterable[Path], root: Path | None = None) -> str:
+    """A dangling symlink or an unreadable file does not stop a run: it enters the hash by name (and by
+    size/mtime when those can be read). A loader that needs the file raises its own error naming it."""
     h = hashlib.sha256()
     for path in sorted(paths):
-        st = path.stat()
         name = str(path.relative_to(root)) if root else path.name
         h.update(name.encode() + b"\0")
+        try:
+            st = path.stat()
+        except OSError:  # dangling symlink, vanished file
+            h.update(b"<missing>")
+            continue
         if st.st_size <= CONTENT_HASH_LIMIT and path.suffix.lower() not in MEDIA_SUFFIXES:
-            h.update(hashlib.sha256(path.read_bytes()).digest())
-        else:
-            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+            try:
+                h.update(hashlib.sha256(path.read_bytes()).digest())
+                continue
+            except OSError:  # unreadable (permissions, a FIFO, a directory named like a file)
+                h.update(b"<unreadable>")
+        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
 
 
+# What the harness itself writes under --out: never part of the data, even when --out sits inside --data
+# (otherwise every run changes the fingerprint: the cache never hits and `compare` says "different data").
+HARNESS_STORE_FILES = ("cache.sqlite", "model_cache.sqlite", "leaderboard.sqlite")
+HARNESS_STORE_DIRS = ("artifacts", "frames")
+
+
+def _is_run_dir(path: Path) -> bool:
+    """A `runs/<run_id>/` folder: a manifest.json naming its run id and config."""
+    manifest = path / "manifest.json"
+    try:
+        if not manifest.is_file() or manifest.stat().st_size > 1 << 20:
+            return False
+        content = json.loads(manifest.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and "run_id" in content and "config" in content
+
+
 def fingerprint_tree(root: Path) -> str:
-    """Fingerprint every regular file under `root` (or `root` itself when it is a file)."""
+    """Fingerprint every regular file under `root` (or `root` itself when it is a file), leaving out
+    hidden files and whatever the harness wrote there (run folders, caches, the board, artifacts)."""
     if root.is_file():
         return fingerprint_files([root], root.parent)
-    files = [
-        Path(dirpath) / f
-        for dirpath, _, names in os.walk(root)
-        for f in names
-        if not f.startswith(".")
-    ]
+    files = []
+    for dirpath, dirnames, names in os.walk(root):
+        here = Path(dirpath)
+        is_store = any(n.startswith(HARNESS_STORE_FILES) for n in names)
+        dirnames[:] = sorted(d for d in dirnames if not _is_run_dir(here / d)
+                             and not (is_store and d in HARNESS_STORE_DIRS))
+        files += [here / f for f in names if not f.startswith(".") and not f.startswith(HARNESS_STORE_FILES)]
     return fingerprint_files(files, root)
