@@ -93,7 +93,7 @@ class _ClipSolver(Solver):
 
                 o = self.opts
                 try:
-                    self._clip = ClipModel.load(o.model, o.pretrained, o.device, o.precision)
+                    self._clip = ClipModel.shared(o.model, o.pretrained, o.device, o.precision)
                 except ValueError as exc:
                     raise HarnessError(str(exc)) from None
             return self._clip

@@ -11,6 +11,7 @@ open_clip into its cache, never at test time), a checkpoint path, or `none` for 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ __all__ = ["TINY_MODEL", "ClipModel", "weights_identity"]
 
 TINY_MODEL = "tiny-random-clip"
 _REGISTERED = False
+_SHARED: dict[tuple, ClipModel] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 def _register_tiny() -> None:
@@ -90,6 +93,17 @@ class ClipModel:
         net.eval()
         tokenizer = open_clip.get_tokenizer(model)
         return cls(net, preprocess, tokenizer, dev, model, weights)
+
+    @classmethod
+    def shared(cls, model: str = "ViT-B-16", pretrained: str | None = None, device: str = "auto",
+               precision: str = "fp32") -> ClipModel:
+        """One loaded model per (architecture, weights, device, precision) in this process: solvers
+        refitted per fold (LOSO) reuse it instead of loading the weights again."""
+        key = (model, weights_identity(pretrained), _device(device), precision)
+        with _SHARED_LOCK:
+            if key not in _SHARED:
+                _SHARED[key] = cls.load(model, pretrained, device, precision)
+            return _SHARED[key]
 
     @property
     def logit_scale(self) -> float:
