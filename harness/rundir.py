@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from harness.core import HarnessError, Record
+from harness.core import DataError, HarnessError, Record
 
 TRACKED_PACKAGES = (
     "harness-eval", "numpy", "scipy", "scikit-learn", "sqlalchemy", "openai", "langgraph", "torch",
@@ -126,12 +126,39 @@ def write_samples(path: Path, lines: list[tuple[str, bool]]) -> None:
 
 
 def read_samples(path: Path) -> list[Record]:
+    """The records of a samples.jsonl; a broken line is a `DataError` naming the file and line."""
     records = []
-    with path.open() as f:
-        for line in f:
-            if line.strip():
-                records.append(Record(**orjson.loads(line)))
+    try:
+        with path.open(encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    fields = orjson.loads(line)
+                    if not isinstance(fields, dict):
+                        raise TypeError(f"a JSON {type(fields).__name__}, not an object")
+                    records.append(Record(**fields))
+                except (orjson.JSONDecodeError, TypeError) as exc:
+                    raise DataError(f"{path}: line {number} is not a sample record: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read: {exc}") from None
     return records
+
+
+def _read_json_object(path: Path, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg} "
+                        "(a corrupt or partly written run folder)") from None
+    if not isinstance(content, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(content).__name__}")
+    missing = [k for k in required if k not in content]
+    if missing:
+        raise DataError(f"{path}: missing {', '.join(missing)}")
+    return content
 
 
 def find_run(out_dir: Path, run_id: str) -> Path:
@@ -150,8 +177,11 @@ def find_run(out_dir: Path, run_id: str) -> Path:
 
 
 def load_run(path: Path) -> tuple[dict[str, Any], list[Record], dict[str, Any]]:
-    manifest = json.loads((path / "manifest.json").read_text())
+    """A run folder's manifest, records and metrics; a corrupt file is a `DataError` naming it."""
+    manifest = _read_json_object(path / "manifest.json", ("run_id", "config"))
+    if not isinstance(manifest["config"], dict) or not {"task", "protocol"} <= set(manifest["config"]):
+        raise DataError(f"{path / 'manifest.json'}: 'config' lacks task/protocol")
     samples = path / "samples.jsonl"
     metrics = path / "metrics.json"
     records = read_samples(samples) if samples.exists() else []
-    return manifest, records, (json.loads(metrics.read_text()) if metrics.exists() else {})
+    return manifest, records, (_read_json_object(metrics) if metrics.exists() else {})
