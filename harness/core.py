@@ -304,7 +304,8 @@ class SeededOptions(SolverOptions):
 
 class SeededSolver(Solver):
     """Base of random baselines: draws depend only on --seed and the sample id, so the order and
-    concurrency of a run never change a prediction."""
+    concurrency of a run never change a prediction. Subclasses with more options declare them in a
+    subclass of `SeededOptions` (the `seed` option is filled from --seed unless -S seed= is given)."""
 
     Options: ClassVar[type[SolverOptions]] = SeededOptions
 
