@@ -51,16 +51,21 @@ def test_ubfc_dataset1_layout_interpolates_ppg_at_frame_times(tmp_path):
     np.testing.assert_allclose(read_reference(s.target, 30, 30.0), 10 * np.arange(30) / 30, atol=1e-5)
 
 
-def test_malformed_ground_truth_raises_data_error_naming_the_file(tmp_path):
+def test_malformed_ground_truth_is_an_error_of_that_sample_naming_the_file(tmp_path):
     folder = tmp_path / "subject5"
     folder.mkdir()
     (folder / "vid.avi").write_bytes(b"")
+    _ubfc2(tmp_path / "subject6")
     (folder / "ground_truth.txt").write_text("0.1 0.2 0.3\n72 72\n")
-    with pytest.raises(DataError, match=r"subject5/ground_truth.txt"):
-        load_samples(tmp_path, "ubfc")
+    bad, good = load_samples(tmp_path, "ubfc")  # the run goes on: only subject5 is affected
+    assert "reference_error" not in good.target
+    with pytest.raises(DataError, match=r"subject5/ground_truth.txt: expected 3 lines"):
+        RppgTask().score(bad, {"bvp": [0.0] * 3, "fps": 30.0, "band_hz": [0.6, 3.3], "window_s": 0, "hr_method": "fft"})
     (folder / "ground_truth.txt").write_text("0.1 abc 0.3\n72 72 72\n0 1 2\n")
+    bad, _ = load_samples(tmp_path, "ubfc")
+    assert "subject5/ground_truth.txt: not a list of numbers" in bad.target["reference_error"]
     with pytest.raises(DataError, match=r"subject5/ground_truth.txt: not a list of numbers"):
-        load_samples(tmp_path, "ubfc")
+        asyncio.run(SOLVERS["pos"]().solve(bad))  # failed before its (empty) video is opened
 
 
 def _pure(root: Path, name: str, nested: bool, n: int = 30) -> Path:
@@ -90,11 +95,12 @@ def test_pure_layout_both_nestings_resamples_waveform_to_frame_timestamps(tmp_pa
     np.testing.assert_allclose(read_reference(s.target, 30, 30.0), expected, atol=1e-6)
 
 
-def test_pure_json_without_full_package_is_a_data_error(tmp_path):
+def test_pure_json_without_full_package_is_a_data_error_of_that_sample(tmp_path):
     _pure(tmp_path, "03-01", nested=False)
     (tmp_path / "03-01.json").write_text(json.dumps({"/Image": []}))
-    with pytest.raises(DataError, match="03-01.json"):
-        load_samples(tmp_path, "pure")
+    (s,) = load_samples(tmp_path, "pure")
+    with pytest.raises(DataError, match="03-01.json: not a PURE json"):
+        read_reference(s.target, 30, 30.0)
 
 
 def test_mvrd_layout_three_views_and_ppg_csv(tmp_path):
@@ -141,7 +147,7 @@ def test_pos_on_a_real_skin_roi_video_scores_against_the_mean_hr():
     task = RppgTask()
     sample = next(s for s in task.folds(root, "roi")[0].test if s.id == "India/video10/forehead")
     solver = SOLVERS["pos"](window_s=10)
-    pred = asyncio.run(solver.solve(sample))
+    pred = asyncio.run(solver.solve(sample)).prediction
     assert pred["roi"] == "full" and pred["fps"] == pytest.approx(15.0) and pred["n_frames"] == 412
     assert pred["band"] == "toolbox" and pred["band_hz"] == [0.6, 3.3] and pred["face_missing_fraction"] == 0.0
     assert pred["windows"] == [[0, 150], [150, 300], [300, 412]]
@@ -180,10 +186,14 @@ def test_report_writes_plots_and_breakdowns(tmp_path):
 def test_solver_options_are_validated_and_recorded():
     s = SOLVERS["chrom"](band="recommended", window_s="10", hr_method="peak")
     assert s.options == {"band": "recommended", "window_s": 10.0, "hr_method": "peak", "roi": "face",
-                         "fusion": "mean", "max_frames": None, "detect_every": 10, "detector": "haar",
-                         "band_hz": [0.75, 2.5]}
+                         "crop": "tracked", "detector": "haar", "detect_every": 10, "impl": "harness",
+                         "fusion": "mean", "max_frames": None}
+    explicit = SOLVERS["chrom"](band="recommended", window_s=10, hr_method="peak", impl="harness")
+    assert explicit.identity() == s.identity()  # an explicit default is the same identity
     with pytest.raises(Exception, match="band='wide'"):
         SOLVERS["pos"](band="wide")
+    with pytest.raises(Exception, match="unknown option 'crop_face'"):
+        SOLVERS["pos"](crop_face="toolbox")
 
 
 def test_end_to_end_cli_on_the_real_roi_set(tmp_path):
@@ -205,7 +215,7 @@ def test_end_to_end_synthetic_ubfc_subject_with_face_detection(tmp_path):
     synthetic.write_ubfc_subject(tmp_path / "subject1", hr_bpm=84.0, seconds=12.0, fps=30.0)
     task = RppgTask()
     (sample,) = task.folds(task.resolve_data(tmp_path), "ubfc")[0].test
-    pred = asyncio.run(SOLVERS["pos"](detect_every=15).solve(sample))
+    pred = asyncio.run(SOLVERS["pos"](detect_every=15).solve(sample)).prediction
     assert pred["roi"] == "face" and pred["face_missing_fraction"] < 0.1
     scores = task.score(sample, pred)
     assert abs(scores["hr_ref"][0] - 84.0) < 3
@@ -225,7 +235,7 @@ def test_multi_view_recording_is_fused_and_scored_per_view(tmp_path):
     (sample,) = task.folds(tmp_path, "mvrd")[0].test
     assert sample.groups == {"subject": "s01", "scenario": "head-movement"}
     for fusion in ("mean", "best-snr"):
-        pred = asyncio.run(SOLVERS["pos"](roi="full", fusion=fusion).solve(sample))
+        pred = asyncio.run(SOLVERS["pos"](roi="full", fusion=fusion).solve(sample)).prediction
         assert set(pred["views"]) == {"view1", "view2", "view3"} and pred["fusion"] == fusion
         assert (pred["selected_view"] in ("view1", "view3")) if fusion == "best-snr" else pred["selected_view"] is None
         scores = task.score(sample, pred)

@@ -13,7 +13,7 @@ import numpy as np
 
 from harness.core import JSON, DataError, Fold, Metric, Record, Sample, Task
 from tasks.rppg import metrics as hr_metrics
-from tasks.rppg.loaders import LAYOUTS, detect_layout, load_samples, read_reference
+from tasks.rppg.loaders import LAYOUTS, check_target, detect_layout, load_samples, read_reference
 from tasks.rppg.postprocess import evaluate_windows
 from tasks.rppg.solvers import SOLVERS  # noqa: F401 - registers the classical solvers
 
@@ -42,6 +42,8 @@ class RppgTask(Task):
         "mvrd": "MVRD multi-view: <subject>/<scenario>/view1..3 + ppg.csv; views fused (mean or best-snr)",
         "roi": "bias-eval-rppg real skin-ROI clips (whole frame is skin) with a mean HR per video",
     }
+    version = "2"  # 2: references validated at load (invalid ones are per-sample errors)
+    scorer_version = "2"  # 2: windows of 9 frames skipped, toolbox windowing, references checked against the video
     default_protocol = "ubfc"
     default_solver = "pos"
     data_folder = "rppg"
@@ -70,15 +72,20 @@ class RppgTask(Task):
         return [Fold("test", load_samples(data_dir, protocol))]
 
     def score(self, sample: Sample, prediction: JSON) -> dict[str, JSON]:
+        """Per-window HRs of the prediction's BVP and of the reference, through the same chain. A bad
+        reference raises DataError naming its file: the sample is an error, never a number."""
+        target = sample.target or {}
+        check_target(target)
         bvp = np.asarray(prediction["bvp"], dtype=np.float64)
         fps = float(prediction["fps"])
         chain = {k: prediction[k] for k in ("window_s", "hr_method")}
         chain["band"] = tuple(prediction["band_hz"])
-        target = sample.target or {}
+        chain["windowing"] = prediction.get("windowing", "same")
+        n_frames = int(prediction.get("n_frames") or len(bvp))  # the video's frames (a toolbox CHROM BVP is shorter)
         if "hr_bpm" in target:
             ref_kw = {"ref_hr_bpm": float(target["hr_bpm"])}
         else:
-            ref_kw = {"ref_ppg": read_reference(target, len(bvp), fps)}
+            ref_kw = {"ref_ppg": read_reference(target, n_frames, fps)}
         windows = evaluate_windows(bvp, fps, **ref_kw, **chain)
         hr_pred = [w.hr_pred for w in windows]
         hr_ref = [w.hr_ref for w in windows]

@@ -12,6 +12,14 @@
   (seconds from the first video frame). Scenarios: stationary, speaking, head-movement.
 - `roi`: bias-eval-rppg skin-ROI set: `Data/<Region>/video<N>_<roi>.avi` (each frame already skin, so
   the ROI is the whole frame) + `Ground_Truth/<Region>_GT.csv` (rows `video<N>,<mean HR bpm>`).
+
+References are validated; a bad one is an error of the samples that use it (recorded, counted, never
+scored), never a silently wrong number and never the end of the run. At load time (the sample's
+`target["reference_error"]`, raised when it is solved): unreadable files, non-finite or flat PPG,
+non-increasing timestamps, and in roi CSVs HR values that are not numbers, not finite, outside
+30-240 bpm, or given on two rows for one video. When scored (`read_reference`, once the video's
+frame count is known): a PPG that ends before the video (UBFC-2: fewer values than frames; timed
+formats: more than one frame period short) or that is flat over the frames used.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import numpy as np
 from harness.core import DataError, Sample
 
 LAYOUTS = ("ubfc", "pure", "mvrd", "roi")
+HR_RANGE_BPM = (30.0, 240.0)  # a mean heart rate outside this is not physiological: a bad reference
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov")
 PURE_SETUPS = {"01": "steady", "02": "talking", "03": "slow-translation", "04": "fast-translation",
                "05": "small-rotation", "06": "medium-rotation"}
@@ -113,9 +122,26 @@ def read_ubfc2_ground_truth(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndar
     ppg, hr, ts = (_read_floats(path, ln) for ln in lines)
     if not (len(ppg) == len(hr) == len(ts)) or len(ppg) < 2:
         raise DataError(f"{path}: the 3 lines differ in length ({len(ppg)}, {len(hr)}, {len(ts)}) or are empty")
-    if not np.all(np.isfinite(ppg)):
-        raise DataError(f"{path}: PPG line holds non-finite values")
+    _check_ppg(path, ppg)
     return ppg, hr, ts
+
+
+def _check_ppg(path: Path, ppg: np.ndarray, what: str = "PPG") -> None:
+    bad = ~np.isfinite(ppg)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise DataError(f"{path}: {what} holds {int(bad.sum())} non-finite values (first at index {first})")
+    if ppg.size and np.ptp(ppg) == 0:
+        raise DataError(f"{path}: {what} is flat (every value is {ppg[0]!r}): no pulse to compare with")
+
+
+def _reference_error(read: Any, path: Path) -> dict[str, str]:
+    """{} when `read(path)` validates, else {"reference_error": message naming the file}."""
+    try:
+        read(path)
+    except DataError as exc:
+        return {"reference_error": str(exc)}
+    return {}
 
 
 @functools.lru_cache(maxsize=64)
@@ -128,8 +154,9 @@ def read_ubfc1_gtdump(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if rows.shape[1] < 4 or rows.shape[0] < 2:
         raise DataError(f"{path}: expected >= 2 rows of 4 columns (timestep_ms,HR,SpO2,PPG), got {rows.shape}")
     t = (rows[:, 0] - rows[0, 0]) / 1000.0
-    if np.any(np.diff(t) <= 0):
-        raise DataError(f"{path}: timesteps are not increasing")
+    if not np.all(np.isfinite(t)) or np.any(np.diff(t) <= 0):
+        raise DataError(f"{path}: timesteps are not increasing (duplicate or out-of-order rows)")
+    _check_ppg(path, rows[:, 3])
     return t, rows[:, 3]
 
 
@@ -139,11 +166,11 @@ def _load_ubfc(root: Path) -> list[Sample]:
         folder = video.parent
         gt2, gt1 = folder / "ground_truth.txt", folder / "gtdump.xmp"
         if gt2.exists():
-            read_ubfc2_ground_truth(gt2)
-            target, dataset = {"ppg_path": str(gt2), "ppg_format": "ubfc2"}, "dataset_2"
+            target = {"ppg_path": str(gt2), "ppg_format": "ubfc2", **_reference_error(read_ubfc2_ground_truth, gt2)}
+            dataset = "dataset_2"
         elif gt1.exists():
-            read_ubfc1_gtdump(gt1)
-            target, dataset = {"ppg_path": str(gt1), "ppg_format": "ubfc1"}, "dataset_1"
+            target = {"ppg_path": str(gt1), "ppg_format": "ubfc1", **_reference_error(read_ubfc1_gtdump, gt1)}
+            dataset = "dataset_1"
         else:
             raise DataError(f"{gt2}: missing (UBFC needs ground_truth.txt or gtdump.xmp next to {video})")
         subject = folder.name if folder != root else root.name
@@ -174,6 +201,7 @@ def read_pure_json(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: not a PURE json with /FullPackage[].Timestamp/Value.waveform ({exc!r})") from None
     if len(t) < 2 or np.any(np.diff(t) <= 0):
         raise DataError(f"{path}: /FullPackage needs >= 2 entries with increasing timestamps")
+    _check_ppg(path, wave, "waveform")
     return t, wave
 
 
@@ -185,13 +213,13 @@ def _load_pure(root: Path) -> list[Sample]:
         frames, ts_ns = _pure_frames(frames_dir) if frames_dir.is_dir() else ([], np.empty(0, np.int64))
         if not frames:
             raise DataError(f"{frames_dir}: missing Image<timestamp>.png frames for {js}")
-        read_pure_json(js)
+        problem = _reference_error(read_pure_json, js)
         scenario = PURE_SETUPS.get(setup, f"setup-{setup}")
         span_s = (ts_ns[-1] - ts_ns[0]) / 1e9 if len(ts_ns) > 1 else 0.0
         fps = float((len(ts_ns) - 1) / span_s) if span_s > 0 else None
         samples.append(Sample(
             id=js.stem, inputs={"video": str(frames_dir), "fps": fps, "subject": person, "scenario": scenario},
-            target={"ppg_path": str(js), "ppg_format": "pure", "frames_dir": str(frames_dir)},
+            target={"ppg_path": str(js), "ppg_format": "pure", "frames_dir": str(frames_dir), **problem},
             groups={"subject": person, "scenario": scenario}))
     return samples
 
@@ -206,8 +234,9 @@ def read_time_ppg_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
         ppg = np.array([float(r["ppg"]) for r in rows])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path}: expected a CSV with columns time_s,ppg ({exc!r})") from None
-    if len(t) < 2 or np.any(np.diff(t) <= 0):
-        raise DataError(f"{path}: needs >= 2 rows with increasing time_s")
+    if len(t) < 2 or not np.all(np.isfinite(t)) or np.any(np.diff(t) <= 0):
+        raise DataError(f"{path}: needs >= 2 rows with increasing time_s (no duplicate or out-of-order rows)")
+    _check_ppg(path, ppg)
     return t, ppg
 
 
@@ -221,34 +250,50 @@ def _load_mvrd(root: Path) -> list[Sample]:
         ppg = scenario_dir / "ppg.csv"
         if not ppg.exists():
             raise DataError(f"{ppg}: missing (MVRD needs ppg.csv with time_s,ppg next to the views)")
-        read_time_ppg_csv(ppg)
+        problem = _reference_error(read_time_ppg_csv, ppg)
         subject, scenario = scenario_dir.parent.name, scenario_dir.name
         samples.append(Sample(
             id=_rel(scenario_dir, root), inputs={"views": views, "subject": subject, "scenario": scenario},
-            target={"ppg_path": str(ppg), "ppg_format": "time_csv"},
+            target={"ppg_path": str(ppg), "ppg_format": "time_csv", **problem},
             groups={"subject": subject, "scenario": scenario}))
     return samples
 
 
 # ---------------------------------------------------------------- bias-eval-rppg skin ROIs
-def read_roi_ground_truth(path: Path) -> dict[str, float]:
-    """`video<N>` -> mean HR (bpm) from a `<Region>_GT.csv` (BOM and padded header tolerated)."""
+def read_roi_ground_truth(path: Path) -> tuple[dict[str, float], dict[str, str]]:
+    """(`video<N>` -> mean HR in bpm, `video<N>` -> what is wrong with its rows) from a
+    `<Region>_GT.csv` (BOM and padded header tolerated). A value that is not a finite number inside
+    30-240 bpm, or a video on two rows, is a problem of that video only; a file without the header
+    raises DataError."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
-    if not rows or "subject" not in rows[0][0].strip().lower():
+    if not rows or not rows[0] or "subject" not in rows[0][0].strip().lower():
         raise DataError(f"{path}: expected a header 'Subject,Heart_Rate(BPM)'")
-    out = {}
+    values: dict[str, float] = {}
+    problems: dict[str, str] = {}
+    lines: dict[str, list[int]] = {}
+    low, high = HR_RANGE_BPM
     for i, row in enumerate(rows[1:], start=2):
         if not row or not row[0].strip():
             continue
+        video = row[0].strip()
+        lines.setdefault(video, []).append(i)
         try:
-            out[row[0].strip()] = float(row[1])
+            value = float(row[1])
         except (IndexError, ValueError):
-            raise DataError(f"{path}: line {i}: expected 'video<N>,<bpm>', got {row!r}") from None
-    return out
+            problems.setdefault(video, f"{path}: line {i}: expected 'video<N>,<bpm>', got {row!r}")
+            continue
+        if not np.isfinite(value) or not low <= value <= high:
+            problems.setdefault(video, f"{path}: line {i}: heart rate {row[1].strip()!r} of {video} is not a "
+                                       f"finite value within {low:g}-{high:g} bpm")
+        values[video] = value
+    for video, at in lines.items():
+        if len(at) > 1:
+            problems[video] = f"{path}: {video} is on {len(at)} rows (lines {', '.join(map(str, at))}): ambiguous"
+    return {k: v for k, v in values.items() if k not in problems}, problems
 
 
 def _load_roi(root: Path) -> list[Sample]:
@@ -264,38 +309,56 @@ def _load_roi(root: Path) -> list[Sample]:
         gt_path = gt_dir / f"{region_dir.name}_GT.csv"
         if not gt_path.exists():
             raise DataError(f"{gt_path}: missing (ground truth for {region_dir})")
-        gt = read_roi_ground_truth(gt_path)
+        gt, problems = read_roi_ground_truth(gt_path)
         for video in videos:
             m = _ROI_VIDEO.match(video.stem)
             if not m:
                 raise DataError(f"{video}: name is not video<N>_<roi>")
             rec, roi = m.groups()
-            if rec not in gt:
-                raise DataError(f"{gt_path}: no row for {rec} (needed by {video})")
             subject = f"{region_dir.name}/{rec}"
+            if rec in gt:
+                target: dict[str, Any] = {"hr_bpm": gt[rec]}
+            else:
+                target = {"reference_error": problems.get(rec, f"{gt_path}: no row for {rec} (needed by {video})")}
             samples.append(Sample(
                 id=f"{subject}/{roi}",
                 inputs={"video": str(video), "skin_roi": True, "subject": subject, "scenario": roi},
-                target={"hr_bpm": gt[rec]}, groups={"subject": subject, "scenario": roi}))
+                target=target, groups={"subject": subject, "scenario": roi}))
     return samples
 
 
 # ---------------------------------------------------------------- references at frame rate
+def check_target(target: Any) -> None:
+    """Raise the DataError recorded at load time for a sample whose reference is invalid."""
+    if isinstance(target, dict) and target.get("reference_error"):
+        raise DataError(str(target["reference_error"]))
+
+
 def read_reference(target: dict[str, Any], n_frames: int, fps: float) -> np.ndarray:
-    """The reference PPG with one value per video frame (at most n_frames values)."""
+    """The reference PPG with one value per video frame (n_frames values), validated: a DataError
+    when it ends before the video or is flat over those frames."""
+    check_target(target)
     fmt, path = target.get("ppg_format"), Path(target.get("ppg_path", ""))
     if fmt == "ubfc2":
-        return read_ubfc2_ground_truth(path)[0][:n_frames]
-    frame_t = np.arange(n_frames) / fps
-    if fmt == "ubfc1":
-        t, ppg = read_ubfc1_gtdump(path)
-    elif fmt == "time_csv":
-        t, ppg = read_time_ppg_csv(path)
-    elif fmt == "pure":
-        t_ns, ppg = read_pure_json(path)
-        _, frame_ns = _pure_frames(Path(target["frames_dir"]))
-        frame_t, t = (frame_ns[:n_frames] - frame_ns[0]) / 1e9, (t_ns - frame_ns[0]) / 1e9
+        ppg = read_ubfc2_ground_truth(path)[0]
+        if len(ppg) < n_frames:
+            raise DataError(f"{path}: the PPG has {len(ppg)} values, the video {n_frames} frames: it ends early")
+        ref = ppg[:n_frames]
     else:
-        raise DataError(f"unknown reference format {fmt!r} for {path}")
-    frame_t = frame_t[frame_t <= t[-1]]  # no extrapolation past the end of the recording
-    return np.interp(frame_t, t, ppg)
+        frame_t = np.arange(n_frames) / fps
+        if fmt == "ubfc1":
+            t, ppg = read_ubfc1_gtdump(path)
+        elif fmt == "time_csv":
+            t, ppg = read_time_ppg_csv(path)
+        elif fmt == "pure":
+            t_ns, ppg = read_pure_json(path)
+            _, frame_ns = _pure_frames(Path(target["frames_dir"]))
+            frame_t, t = (frame_ns[:n_frames] - frame_ns[0]) / 1e9, (t_ns - frame_ns[0]) / 1e9
+        else:
+            raise DataError(f"unknown reference format {fmt!r} for {path}")
+        if len(frame_t) and frame_t[-1] > t[-1] + 1.0 / fps:
+            raise DataError(f"{path}: the reference ends at {t[-1]:.3f} s, the video at {frame_t[-1]:.3f} s")
+        ref = np.interp(frame_t, t, ppg)
+    if ref.size and np.ptp(ref) == 0:
+        raise DataError(f"{path}: the reference is flat over the video's {n_frames} frames: no pulse to compare with")
+    return ref

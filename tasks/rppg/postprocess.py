@@ -19,7 +19,13 @@ predicted BVP and to the reference PPG alike:
 5. SNR (dB) of the *predicted* signal around the *reference* HR, and MACC between the two signals.
 
 Windows are cut from the whole-video BVP first and each window is post-processed on its own (as the
-toolbox does); windows shorter than 9 frames are skipped (filtfilt's default pad length).
+toolbox does). Windows of 9 frames or fewer are skipped: filtfilt pads 3 x max(len(a), len(b)) = 9
+samples and needs a longer signal. (The toolbox skips windows under 9 frames and crashes on exactly 9.)
+
+`windowing="toolbox"` cuts windows as `unsupervised_predictor.py` does when the BVP is shorter than
+the video (CHROM with `impl=toolbox`): window size from the video's frame count, windows over the
+BVP's length, each reference window `ref[start:start + size]` (so the last one may be longer than the
+BVP window). The default ("same") compares the same frames of both signals, over the shorter length.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from vision_models.rppg.methods import detrend as _banded_detrend
 BANDS: dict[str, tuple[float, float]] = {"toolbox": (0.6, 3.3), "recommended": (0.75, 2.5)}
 HR_METHODS = ("fft", "peak")
 DETREND_LAMBDA = 100.0
-MIN_WINDOW_FRAMES = 9
+MIN_WINDOW_FRAMES = 10  # > filtfilt's default pad length (9) for the first-order band-pass
+WINDOWINGS = ("same", "toolbox")
 SNR_HALF_WIDTH_HZ = 6 / 60  # +-6 bpm around each harmonic
 
 
@@ -149,10 +156,17 @@ def macc(pred: np.ndarray, ref: np.ndarray) -> float:
     return float(np.max(np.abs(corr[: n - 1])) / norm)
 
 
-def window_bounds(n_frames: int, fs: float, window_s: float = 0.0) -> list[tuple[int, int]]:
-    """[start, stop) frame ranges: the whole signal (window_s <= 0) or consecutive windows of
-    round(window_s * fs) frames (capped at the signal length); windows under 9 frames are skipped."""
-    size = n_frames if window_s <= 0 else min(max(int(round(window_s * fs)), 1), n_frames)
+def window_size(n_frames: int, fs: float, window_s: float = 0.0) -> int:
+    """Frames per window: the whole signal (window_s <= 0) or round(window_s * fs), capped at n_frames."""
+    return n_frames if window_s <= 0 else min(max(int(round(window_s * fs)), 1), n_frames)
+
+
+def window_bounds(n_frames: int, fs: float, window_s: float = 0.0, *,
+                  video_frames: int | None = None) -> list[tuple[int, int]]:
+    """[start, stop) frame ranges over `n_frames`: the whole signal (window_s <= 0) or consecutive
+    windows of round(window_s * fs) frames; windows of 9 frames or fewer are skipped. The size is
+    taken from `video_frames` when given (toolbox windowing of a BVP shorter than the video)."""
+    size = window_size(n_frames if video_frames is None else video_frames, fs, window_s)
     if size <= 0:
         return []
     bounds = [(start, min(start + size, n_frames)) for start in range(0, n_frames, size)]
@@ -172,25 +186,36 @@ class WindowResult:
 def evaluate_windows(
     pred_bvp: np.ndarray, fs: float, *, ref_ppg: np.ndarray | None = None, ref_hr_bpm: float | None = None,
     band: str | tuple[float, float] = "toolbox", window_s: float = 0.0, hr_method: str = "fft",
-    diff_flag: bool = False,
+    diff_flag: bool = False, windowing: str = "same",
 ) -> list[WindowResult]:
     """Per-window predicted HR, reference HR, SNR and MACC.
 
     The reference is a waveform (`ref_ppg`, one value per frame: it goes through the same chain) or a
-    single mean HR (`ref_hr_bpm`: every window gets it, and MACC is undefined)."""
+    single mean HR (`ref_hr_bpm`: every window gets it, and MACC is undefined). `windowing` is
+    "same" or "toolbox" (module docstring)."""
+    if windowing not in WINDOWINGS:
+        raise ValueError(f"unknown windowing {windowing!r}; choose one of {', '.join(WINDOWINGS)}")
     pred_bvp = np.asarray(pred_bvp, dtype=np.float64)
     n = pred_bvp.shape[0]
+    video_frames = None
     if ref_ppg is not None:
         ref_ppg = np.asarray(ref_ppg, dtype=np.float64)
-        n = min(n, ref_ppg.shape[0])
+        if windowing == "toolbox":
+            video_frames = ref_ppg.shape[0]
+        else:
+            n = min(n, ref_ppg.shape[0])
     elif ref_hr_bpm is None:
         raise ValueError("give ref_ppg or ref_hr_bpm")
+    size = window_size(n if video_frames is None else video_frames, fs, window_s)
     out = []
-    for start, stop in window_bounds(n, fs, window_s):
+    for start, stop in window_bounds(n, fs, window_s, video_frames=video_frames):
         pred = preprocess(pred_bvp[start:stop], fs, band, diff_flag=diff_flag)
         hr_pred = estimate_hr(pred, fs, band, hr_method)
         if ref_ppg is not None:
-            ref = preprocess(ref_ppg[start:stop], fs, band, diff_flag=False)
+            ref_window = ref_ppg[start : start + size] if windowing == "toolbox" else ref_ppg[start:stop]
+            if len(ref_window) < MIN_WINDOW_FRAMES:  # a reference that ends before the BVP (toolbox windowing)
+                continue
+            ref = preprocess(ref_window, fs, band, diff_flag=False)
             hr_ref = estimate_hr(ref, fs, band, hr_method)
             corr: float | None = macc(pred, ref)
         else:

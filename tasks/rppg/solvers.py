@@ -1,25 +1,32 @@
 """Classical rPPG solvers: video -> RGB trace -> method (GREEN, ICA, CHROM, POS, PBV, LGI, OMIT) -> HR.
 
 The method runs on the whole trace; the BVP is then cut into windows and each window post-processed
-on its own (rPPG-Toolbox's `unsupervised_predictor.py` order). The prediction keeps the BVP itself so
-that `RppgTask.score` can compute SNR and MACC against the reference with the same chain.
+on its own (rPPG-Toolbox's `unsupervised_predictor.py` order). The prediction keeps the BVP itself,
+in full float64 precision (JSON floats round-trip exactly), so that `RppgTask.score` recomputes SNR,
+MACC and the reference HR with the same chain and gets the same HRs as the prediction.
 
-Options (`-S key=value`): band (toolbox|recommended), window_s (0 = whole video), hr_method
-(fft|peak), roi (face|full; skin-ROI videos always use full), fusion (mean|best-snr, multi-view),
-max_frames (decode at most this many frames), detect_every (face detection every N frames),
-detector (haar: OpenCV's cascade, the default | lbp: scikit-image's cascade).
+Options are declared in `RppgOptions` (`harness solvers --task rppg` prints them). `impl=toolbox` and
+`crop=toolbox` reproduce rPPG-Toolbox's POS/CHROM and its face crop exactly; the defaults
+(`impl=harness`, `crop=tracked`) are documented in README.md ("rPPG") with the reasons.
+
+Videos are processed in worker processes (`ProcessPoolExecutor`, forkserver) when the run's
+--concurrency allows more than one at a time: the work is Python + numpy + OpenCV per frame, and
+threads of one process share the GIL. The runner stays asyncio; each solve awaits its process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import threading
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
-from harness.core import JSON, HarnessError, Sample, Solver, SolverOptions
+from harness.core import JSON, HarnessError, RunContext, Sample, Solver, SolverOptions, SolverOutput, Task
 from harness.registry import register_solver
 from tasks.rppg.postprocess import band_hz, estimate_hr, preprocess, snr_db, window_bounds
 
@@ -27,9 +34,9 @@ METHOD_NAMES = ("green", "ica", "chrom", "pos", "pbv", "lgi", "omit")
 FUSIONS = ("mean", "best-snr")
 
 
-def _round(x: np.ndarray) -> list[float]:
-    """6 significant digits keep samples.jsonl small; every HR is computed from the rounded values."""
-    return [float(f"{v:.6g}") for v in np.asarray(x, dtype=np.float64)]
+def full_precision(x: np.ndarray) -> list[float]:
+    """float64 values as JSON floats (Python's repr round-trips them exactly: no rounding)."""
+    return np.asarray(x, dtype=np.float64).tolist()
 
 
 def _nan_to_none(values: list[float]) -> list[float | None]:
@@ -48,9 +55,11 @@ def fill_missing(rgb: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(t, t[ok], rgb[ok, c]) for c in range(3)], axis=1)
 
 
-def hr_windows(bvp: np.ndarray, fps: float, band: str, window_s: float, hr_method: str) -> dict[str, JSON]:
-    """Per-window predicted HR of a BVP trace (each window detrended and band-passed on its own)."""
-    bounds = window_bounds(len(bvp), fps, window_s)
+def hr_windows(bvp: np.ndarray, fps: float, band: str, window_s: float, hr_method: str,
+               video_frames: int | None = None) -> dict[str, JSON]:
+    """Per-window predicted HR of a BVP trace (each window detrended and band-passed on its own);
+    `video_frames` sizes the windows as the toolbox does for a BVP shorter than the video."""
+    bounds = window_bounds(len(bvp), fps, window_s, video_frames=video_frames)
     hrs = [estimate_hr(preprocess(bvp[a:b], fps, band), fps, band, hr_method) for a, b in bounds]
     return {"windows": [[a, b] for a, b in bounds], "windows_s": [[a / fps, b / fps] for a, b in bounds],
             "hr_bpm": _nan_to_none(hrs)}
@@ -75,84 +84,160 @@ def fuse(views: dict[str, np.ndarray], fps: float, band: str, how: str) -> tuple
 
 
 class RppgOptions(SolverOptions):
+    """`-S` options of the classical rPPG solvers."""
+
     band: Literal["toolbox", "recommended"] = Field(
-        "toolbox", description="pass band: toolbox 0.6-3.3 Hz (36-198 bpm) or recommended 0.75-2.5 Hz")
+        "toolbox", description="post-processing band: toolbox 0.6-3.3 Hz, recommended 0.75-2.5 Hz")
     window_s: float = Field(0.0, ge=0, description="HR window in seconds (0: the whole video)")
-    hr_method: Literal["fft", "peak"] = Field("fft", description="HR from the periodogram peak or from peak intervals")
-    roi: Literal["face", "full"] = Field("face", description="face box or the full frame (skin-ROI videos: full)")
-    fusion: Literal["mean", "best-snr"] = Field(
-        "mean", description="multi-view: mean of z-scored BVPs, or the view with the best blind SNR")
-    max_frames: int | None = Field(None, gt=0, description="decode at most this many frames (None: all)")
-    detect_every: int = Field(10, ge=1, description="run face detection every N frames")
-    detector: Literal["haar", "lbp"] = Field("haar", description="OpenCV Haar cascade, or scikit-image's LBP cascade")
+    hr_method: Literal["fft", "peak"] = Field("fft", description="HR from the periodogram peak or peak intervals")
+    roi: Literal["face", "full"] = Field("face", description="face box, or the whole frame (skin-ROI videos: full)")
+    crop: Literal["tracked", "toolbox"] = Field(
+        "tracked", description="tracked face box, or rPPG-Toolbox's: first-frame box x1.5, resized to 72x72")
+    detector: Literal["haar", "lbp"] = Field("haar", description="face detector: OpenCV Haar or scikit-image LBP")
+    detect_every: int = Field(10, ge=1, description="face detection every N frames (crop=tracked)")
+    impl: Literal["harness", "toolbox"] = Field(
+        "harness", description="POS/CHROM windows: harness (every full window, T samples) or toolbox (exact)")
+    fusion: Literal["mean", "best-snr"] = Field("mean", description="multi-view fusion")
+    max_frames: int | None = Field(None, gt=0, description="decode at most this many frames")
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+_WORKER_SOLVERS: dict[tuple[str, str], RppgSolver] = {}
+
+
+def _predict_in_worker(method: str, options: dict[str, JSON], sample: Sample) -> tuple[dict, dict]:
+    """Entry point in a worker process: one solver per (method, options), kept between samples."""
+    import json
+
+    key = (method, json.dumps(options, sort_keys=True))
+    solver = _WORKER_SOLVERS.get(key)
+    if solver is None:
+        solver = _WORKER_SOLVERS[key] = SOLVERS[method](**options)
+    return solver.predict_with_info(sample)
 
 
 class RppgSolver(Solver):
     """Classical rPPG method on a face (or skin) RGB trace."""
 
     method: ClassVar[str] = ""
-    Options = RppgOptions
+    version: ClassVar[str] = "2"  # 2: full-precision BVPs, tracked detection near the face, short-decode check
+    Options: ClassVar[type[SolverOptions]] = RppgOptions
+    use_processes: ClassVar[bool] = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.options["band_hz"] = list(band_hz(self.options["band"]))  # derived; shown in the manifest
+        self.workers = 1
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        if self.options.get("roi") == "face":  # import OpenCV here, in the main thread (see roi.load_cv2)
+            from vision_models.rppg.roi import make_detector
 
-    async def solve(self, sample: Sample) -> JSON:
-        return await asyncio.to_thread(self.predict, sample)
+            make_detector(self.options.get("detector", "haar"))  # fails early without Haar cascades
 
-    def _trace(self, path: str, roi: str, fps: float | None) -> tuple[np.ndarray, float, float]:
+    @classmethod
+    def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
+        solver = cls(**options)
+        if cls.use_processes:  # one video per worker process, as many at once as --concurrency and the CPUs allow
+            solver.workers = max(1, min(int(ctx.concurrency), usable_cpus()))
+        return solver
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                ctx = multiprocessing.get_context("forkserver")
+                ctx.set_forkserver_preload(["tasks.rppg.solvers"])
+                self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            return self._pool
+
+    async def solve(self, sample: Sample) -> SolverOutput:
+        from tasks.rppg.loaders import check_target
+
+        check_target(sample.target)  # an invalid reference fails the sample before its video is decoded
+        if self.workers > 1:
+            loop = asyncio.get_running_loop()
+            pred, info = await loop.run_in_executor(self._executor(), _predict_in_worker, self.method,
+                                                    self.options, sample)
+        else:
+            pred, info = await asyncio.to_thread(self.predict_with_info, sample)
+        return SolverOutput(pred, info=info)
+
+    async def aclose(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+
+    def _trace(self, path: str, roi: str, fps: float | None) -> tuple[np.ndarray, float, float, dict]:
         from vision_models.rppg.trace import extract_rgb_trace
 
-        kwargs: dict[str, Any] = {"roi": roi, "max_frames": self.options["max_frames"]}
+        o = self.options
+        kwargs: dict[str, Any] = {"roi": roi, "max_frames": o["max_frames"]}
         if fps:  # frame folders (PURE) carry their rate in the sample, from the frame timestamps
             kwargs["fps"] = fps
         if roi == "face":
-            kwargs["detector"] = self.options["detector"]
-            kwargs["detect_every"] = self.options["detect_every"]
+            kwargs.update(detector=o["detector"], detect_every=o["detect_every"], crop=o["crop"])
         trace = extract_rgb_trace(path, **kwargs)
-        return fill_missing(trace.rgb), float(trace.fps), float(trace.face_missing_fraction)
+        return fill_missing(trace.rgb), float(trace.fps), float(trace.face_missing_fraction), trace.info
 
-    def _view_bvp(self, path: str, roi: str, fps_hint: float | None) -> tuple[np.ndarray, float, float]:
-        """BVP, frame rate and face-missing fraction of one video."""
-        from vision_models.rppg.methods import METHODS
+    def _view_bvp(self, path: str, roi: str, fps_hint: float | None) -> tuple[np.ndarray, float, float, int, dict]:
+        """BVP, frame rate, face-missing fraction, frames and trace info of one video."""
+        from vision_models.rppg.methods import run_method
 
-        rgb, fps, missing = self._trace(path, roi, fps_hint)
+        rgb, fps, missing, info = self._trace(path, roi, fps_hint)
         fps = fps if fps > 0 else float(fps_hint or 0)
         if fps <= 0:
             raise HarnessError(f"{path}: unknown frame rate")
-        return METHODS[self.method](rgb, fps), fps, missing
+        return run_method(self.method, rgb, fps, self.options["impl"]), fps, missing, len(rgb), info
 
     def predict(self, sample: Sample) -> dict[str, JSON]:
         """Synchronous prediction for one video or multi-view recording."""
+        return self.predict_with_info(sample)[0]
+
+    def predict_with_info(self, sample: Sample) -> tuple[dict[str, JSON], dict[str, JSON]]:
+        """(prediction, info): info holds per-view decode warnings and face-detection counts."""
         o = self.options
         sources = sample.inputs.get("views") or {"video": sample.inputs["video"]}
         roi = "full" if sample.inputs.get("skin_roi") else o["roi"]
-        bvps, missing, fps_seen = {}, {}, []
+        bvps, missing, fps_seen, frames, info = {}, {}, [], {}, {}
+        fps_hint = sample.inputs.get("fps")
         for view, path in sources.items():
-            bvp, fps, missing[view] = self._view_bvp(path, roi, sample.inputs.get("fps"))
+            bvps[view], fps, missing[view], frames[view], info[view] = self._view_bvp(path, roi, fps_hint)
             fps_seen.append(fps)
-            bvps[view] = np.asarray(_round(bvp))
         fps = float(np.mean(fps_seen))
         if max(fps_seen) - min(fps_seen) > 0.01 * fps:
             raise HarnessError(f"{sample.id}: views differ in frame rate ({fps_seen}); cannot fuse")
         multi = "views" in sample.inputs
         bvp, selected = fuse(bvps, fps, o["band"], o["fusion"]) if multi else (bvps["video"], None)
-        bvp = np.asarray(_round(bvp))
+        n_frames = min(frames.values())
+        toolbox = o["impl"] == "toolbox"
+        video_frames = n_frames if toolbox else None
         pred: dict[str, JSON] = {
-            "method": self.method, "fps": fps, "n_frames": len(bvp), "roi": roi,
-            **{k: o[k] for k in ("band", "band_hz", "window_s", "hr_method")},
-            **hr_windows(bvp, fps, o["band"], o["window_s"], o["hr_method"]),
+            "method": self.method, "impl": o["impl"], "crop": o["crop"] if roi == "face" else None,
+            "windowing": "toolbox" if toolbox else "same", "fps": fps, "n_frames": n_frames, "roi": roi,
+            "band": o["band"], "band_hz": list(band_hz(o["band"])), "window_s": o["window_s"],
+            "hr_method": o["hr_method"],
+            **hr_windows(bvp, fps, o["band"], o["window_s"], o["hr_method"], video_frames),
             "face_missing_fraction": float(np.mean(list(missing.values()))),
-            "bvp": _round(bvp),
+            "bvp": full_precision(bvp),
         }
         if multi:
             pred["fusion"], pred["selected_view"] = o["fusion"], selected
             pred["views"] = {
                 v: {"face_missing_fraction": missing[v],
                     "blind_snr_db": _nan_to_none([blind_snr_db(b, fps, o["band"])])[0],
-                    **hr_windows(b, fps, o["band"], o["window_s"], o["hr_method"]), "bvp": _round(b)}
+                    **hr_windows(b, fps, o["band"], o["window_s"], o["hr_method"], video_frames),
+                    "bvp": full_precision(b)}
                 for v, b in bvps.items()}
-        return pred
+        warnings = [i["decode_warning"] for i in info.values() if i.get("decode_warning")]
+        out_info: dict[str, JSON] = {"trace": info if multi else info["video"]}
+        if warnings:
+            out_info["decode_warning"] = "; ".join(str(w) for w in warnings)
+        return pred, out_info
 
 
 def _make(method: str) -> type[RppgSolver]:
@@ -189,8 +274,8 @@ class DeepRppgSolver(RppgSolver):
     (the toolbox's diff_flag) before the shared post-processing."""
 
     method = "deep"
-
     Options = DeepRppgOptions
+    use_processes = False  # one copy of the network on the GPU, shared by threads
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -212,7 +297,7 @@ class DeepRppgSolver(RppgSolver):
                     batch_size=o["batch_size"], device=self._device)
             return self._model
 
-    def _view_bvp(self, path: str, roi: str, fps_hint: float | None) -> tuple[np.ndarray, float, float]:
+    def _view_bvp(self, path: str, roi: str, fps_hint: float | None) -> tuple[np.ndarray, float, float, int, dict]:
         kwargs: dict[str, Any] = {"roi": roi, "max_frames": self.options["max_frames"], "fps": fps_hint,
                                   "detector": self.options["detector"], "detect_every": self.options["detect_every"]}
         out = self.model().predict_video(path, **kwargs)
@@ -220,4 +305,5 @@ class DeepRppgSolver(RppgSolver):
         if fps <= 0:
             raise HarnessError(f"{path}: unknown frame rate")
         bvp = np.cumsum(out.bvp) if out.diff else out.bvp
-        return bvp, fps, float(1.0 - out.face_found.mean()) if len(out.face_found) else 1.0
+        missing = float(1.0 - out.face_found.mean()) if len(out.face_found) else 1.0
+        return bvp, fps, missing, len(bvp), {}

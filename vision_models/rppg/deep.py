@@ -179,10 +179,10 @@ class TorchRppgModel:
 
         Frames with no face box (before the first detection, or after the box went stale) repeat the
         previous crop (black before the first) and are marked in `face_found`."""
-        import cv2
-
-        from .roi import FaceTracker
+        from .roi import FaceTracker, load_cv2
         from .video import open_frames
+
+        cv2 = load_cv2()
 
         stream = open_frames(source, fps)
         tracker = FaceTracker(detector, detect_every=detect_every, box_scale=self.box_scale) if roi == "face" else None

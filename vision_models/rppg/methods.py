@@ -8,6 +8,7 @@ the docstring says so and what is done here:
   window; here every full window is used (the last frame is covered).
 - CHROM: the toolbox returns `(WinL/2) * (NWin + 1)` samples, fewer than T when T is not a multiple
   of the half window; here the uncovered tail is zero so the output always has T samples.
+  `impl="toolbox"` (POS and CHROM; `run_method`) reproduces both toolbox behaviours exactly.
 - ICA: the toolbox picks the source with the highest normalised spectral peak over the *whole*
   spectrum (not the pulse band); kept, since that is what its numbers are based on.
 - PBV, LGI, OMIT and GREEN return unfiltered signals (with a DC offset for PBV/LGI/OMIT/GREEN),
@@ -29,7 +30,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import linalg, signal, sparse
 
-__all__ = ["METHODS", "chrom", "detrend", "green", "ica", "lgi", "omit", "pbv", "pos"]
+__all__ = ["IMPLS", "METHODS", "chrom", "detrend", "green", "ica", "lgi", "omit", "pbv", "pos", "run_method"]
+
+IMPLS = ("harness", "toolbox")  # see the module docstring: where the two differ, and why
 
 
 def detrend(x: np.ndarray, lam: float = 100.0) -> np.ndarray:
@@ -66,15 +69,17 @@ def green(rgb: np.ndarray, fps: float) -> np.ndarray:
     return _check(rgb)[:, 1].copy()
 
 
-def pos(rgb: np.ndarray, fps: float) -> np.ndarray:
+def pos(rgb: np.ndarray, fps: float, impl: str = "harness") -> np.ndarray:
     """POS (Wang et al. 2017): 1.6 s sliding windows (hop 1 frame), overlap-add, detrend (lambda 100),
-    first-order Butterworth 0.75-3 Hz forward-backward."""
+    first-order Butterworth 0.75-3 Hz forward-backward. `impl="toolbox"` drops the last window, as
+    the toolbox's loop does (its windows end at frames win..T-1, never at T)."""
     rgb = _check(rgb)
     n = rgb.shape[0]
     win = math.ceil(1.6 * fps)
     h_sum = np.zeros(n)
-    if n >= win:
-        w = sliding_window_view(rgb, win, axis=0)  # [n - win + 1, 3, win]
+    n_windows = n - win + (1 if impl != "toolbox" else 0)
+    if n_windows > 0:
+        w = sliding_window_view(rgb, win, axis=0)[:n_windows]  # [n_windows, 3, win]
         cn = w / w.mean(axis=2, keepdims=True)
         s0 = cn[:, 1] - cn[:, 2]
         s1 = -2 * cn[:, 0] + cn[:, 1] + cn[:, 2]
@@ -96,17 +101,19 @@ def _filtfilt(b: np.ndarray, a: np.ndarray, x: np.ndarray, axis: int = -1) -> np
     return signal.filtfilt(b, a, x, axis=axis, padlen=padlen)
 
 
-def chrom(rgb: np.ndarray, fps: float) -> np.ndarray:
+def chrom(rgb: np.ndarray, fps: float, impl: str = "harness") -> np.ndarray:
     """CHROM (de Haan & Jeanne 2013): 1.6 s windows with 50 % overlap; per window normalise by the
     mean, chrominance signals X = 3R - 2G, Y = 1.5R + G - 1.5B band-passed (3rd-order Butterworth
-    0.7-2.5 Hz, forward-backward), S = X - (std X / std Y) Y, Hann window, overlap-add."""
+    0.7-2.5 Hz, forward-backward), S = X - (std X / std Y) Y, Hann window, overlap-add.
+    `impl="toolbox"` returns the toolbox's `(win/2) * (n_windows + 1)` samples instead of T."""
     rgb = _check(rgb)
     n = rgb.shape[0]
     win = math.ceil(1.6 * fps)
     win += win % 2
     half = win // 2
     n_win = (n - half) // half
-    out = np.zeros(n)
+    total = half * (n_win + 1)
+    out = np.zeros(n if impl != "toolbox" else max(total, 0))
     if n_win <= 0:
         return out
     b, a = signal.butter(3, [0.7 / (fps / 2), 2.5 / (fps / 2)], btype="bandpass")
@@ -118,7 +125,6 @@ def chrom(rgb: np.ndarray, fps: float) -> np.ndarray:
     yf = _filtfilt(b, a, ys, axis=1)
     alpha = _safe_ratio(xf.std(axis=1), yf.std(axis=1))[:, None]
     s = (xf - alpha * yf) * signal.windows.hann(win)
-    total = half * (n_win + 1)
     out[:total] += np.concatenate([s[:, :half].reshape(-1), np.zeros(half)])
     out[half:total] += s[:, half:].reshape(-1)
     return out
@@ -215,3 +221,12 @@ METHODS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "lgi": lgi,
     "omit": omit,
 }
+
+
+def run_method(name: str, rgb: np.ndarray, fps: float, impl: str = "harness") -> np.ndarray:
+    """BVP of method `name`; `impl` ("harness" or "toolbox") matters for POS and CHROM only."""
+    if impl not in IMPLS:
+        raise ValueError(f"unknown impl {impl!r}; choose one of {', '.join(IMPLS)}")
+    if name in ("pos", "chrom"):
+        return METHODS[name](rgb, fps, impl)  # type: ignore[call-arg]
+    return METHODS[name](rgb, fps)
