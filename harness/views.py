@@ -10,14 +10,16 @@ import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.leaderboard import BoardRow
 from harness.rundir import record_to_dict
+
+if TYPE_CHECKING:  # sqlalchemy is imported only by commands that use the board
+    from harness.leaderboard import BoardRow
 
 # Rich wraps at 80 columns when not writing to a terminal; logs and pipes get room for wide tables.
 console = Console(width=None if sys.stdout.isatty() else 160)

@@ -215,13 +215,10 @@ def make_transport(
     kind: str, base_url: str, api_key: str, timeout_s: float, max_connections: int
 ) -> OpenAIClientTransport | AiohttpTransport:
     """`kind`: "openai", "aiohttp", or "auto" (aiohttp when installed, else the openai client)."""
-    if kind == "auto":
-        try:
-            import aiohttp  # noqa: F401
+    if kind == "auto":  # found without importing it: a fully cached run never pays aiohttp's import
+        import importlib.util
 
-            kind = "aiohttp"
-        except ImportError:
-            kind = "openai"
+        kind = "aiohttp" if importlib.util.find_spec("aiohttp") is not None else "openai"
     if kind == "aiohttp":
         return AiohttpTransport(base_url, api_key, timeout_s, max_connections)
     if kind == "openai":
