@@ -13,7 +13,7 @@ import difflib
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -36,6 +36,11 @@ class GenerationOptions(SolverOptions):
     top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling mass (None: the server's default)")
     max_tokens: int = Field(512, gt=0, description="most tokens one answer may take")
     seed: int | None = Field(None, description="request seed (default: --seed)")
+    video: Literal["frames", "video", "file"] = Field(
+        "frames", description="videos as ordered frames with timestamps, one video_url of frames (vLLM), or a "
+        "file:// video_url (vLLM --allowed-local-media-path)")
+    epochs: int = Field(1, ge=1, description="solve each sample K times (seeds seed..seed+K-1); the report gives "
+                        "each metric's mean and spread over epochs")
 
 
 @dataclass(frozen=True)
@@ -50,10 +55,10 @@ class OptionRow:
 
 
 def type_name(tp: Any) -> str:
-    """A short, readable name of a field's annotation (`int`, `'svm'|'logreg'`, `list[float] | None`)."""
+    """A short, readable name of a field's annotation (`int`, `'svm' | 'logreg'`, `list[float] | None`)."""
     origin = typing.get_origin(tp)
     if origin is typing.Literal:
-        return "|".join(repr(a) for a in typing.get_args(tp))
+        return " | ".join(repr(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
         return " | ".join(type_name(a) for a in typing.get_args(tp))
     if tp is type(None):

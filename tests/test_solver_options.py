@@ -51,7 +51,7 @@ def test_bad_values_are_refused_with_the_key_and_value() -> None:
     task = get_task("sarcasm")
     with pytest.raises(HarnessError, match=r"option C=0: .*greater than 0") as info:
         make_solver(task, "tfidf", RunContext(), {"C": 0})
-    assert "classifier: 'svm'|'logreg' = 'svm'" in str(info.value)
+    assert "classifier: 'svm' | 'logreg' = 'svm'" in str(info.value)
     with pytest.raises(HarnessError, match="option features='audio'"):
         make_solver(task, "tfidf", RunContext(), {"features": "audio"})
     with pytest.raises(HarnessError, match="unknown option 'kernel'"):
