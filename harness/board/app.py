@@ -246,15 +246,20 @@ def create_app(settings: BoardSettings) -> FastAPI:
             raise HTTPException(404, "no such plot")
         return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
+    def bearer(request: Request) -> str | None:
+        auth = request.headers.get("authorization", "")
+        return _submitter(settings.tokens, auth[7:].strip() if auth.lower().startswith("bearer ") else "")
+
     @app.get("/api/audit")
-    def api_audit(limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+    def api_audit(request: Request, limit: int = Query(100, ge=1, le=1000)) -> Any:
+        """The audit log, newest first (for token holders only)."""
+        if bearer(request) is None:
+            return JSONResponse({"status": "refused", "reason": "missing or unknown token"}, 401)
         return store.audit_rows(limit)
 
     @app.post("/api/submit")
     async def submit(request: Request) -> JSONResponse:
-        auth = request.headers.get("authorization", "")
-        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-        submitter = _submitter(settings.tokens, token)
+        submitter = bearer(request)
         if submitter is None:
             return JSONResponse({"status": "refused", "reason": "missing or unknown token"}, 401)
         declared = request.headers.get("content-length")

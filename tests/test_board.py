@@ -1,0 +1,263 @@
+"""The shared board through its HTTP API (FastAPI's TestClient): submissions are re-scored with the
+server's own ground truth and checked against sklearn; tampering, bad names, missing tokens, quotas
+and over-size uploads are refused and audited; pages escape every string; exports round-trip.
+The store runs on SQLite, and on PostgreSQL too when HARNESS_TEST_PG_URL is set (CI starts one)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+from statistics import mean
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sklearn.metrics import f1_score
+
+from harness.board.client import build_payload
+from harness.board.ranking import rank_intervals
+from harness.registry import get_task
+from harness.stats import paired_bootstrap
+from tests.board_helpers import TOKENS, auth, create_app, fresh_db, pg_url, server_task, settings, write_run
+
+URLS = ["sqlite"] + (["postgresql"] if pg_url() else [])
+
+
+@pytest.fixture(params=URLS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'board.sqlite'}" if request.param == "sqlite" else pg_url()
+    with fresh_db(url) as u:
+        yield u
+
+
+def quarter_wrong(fold: str, sid: str, target: bool) -> bool:
+    """Right on 3 of 4 samples (by a hash of the id), wrong on the rest."""
+    return target if int(hashlib.sha256(sid.encode()).hexdigest(), 16) % 4 else not target
+
+
+def always_true(fold: str, sid: str, target: bool) -> bool:
+    return True
+
+
+def sklearn_weighted_f1(predict) -> float:
+    """MUStARD's headline by hand: sklearn's weighted F1 per official fold, averaged over folds."""
+    st = server_task()
+    per_fold: dict[str, tuple[list[int], list[int]]] = {}
+    for split, fold, sid in st.order:
+        t = bool(st.samples[(split, fold, sid)].target)
+        yt, yp = per_fold.setdefault(fold, ([], []))
+        yt.append(int(t))
+        yp.append(int(predict(fold, sid, t)))
+    return mean(f1_score(yt, yp, average="weighted", labels=[0, 1], zero_division=0) for yt, yp in per_fold.values())
+
+
+def post(client: TestClient, run_dir: Path, who: str = "alice"):
+    return client.post("/api/submit", content=build_payload(run_dir), headers=auth(who))
+
+
+def test_submission_is_rescored_with_the_servers_targets_and_matches_sklearn(db_url: str, tmp_path: Path) -> None:
+    client = TestClient(create_app(settings(db_url)))
+    run = write_run(tmp_path, "run-a", quarter_wrong)
+    # tamper: claim the labels were whatever the predictions said (targets in samples.jsonl are ignored)
+    lines = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
+    for d in lines:
+        d["target"], d["scores"] = d["prediction"], {"correct": 1.0}
+    (run / "samples.jsonl").write_text("".join(json.dumps(d) + "\n" for d in lines))
+    r = post(client, run)
+    assert r.status_code == 201, r.text
+    got = r.json()["metrics"]["weighted_f1"]["value"]
+    assert got == pytest.approx(sklearn_weighted_f1(quarter_wrong), abs=1e-12)
+    assert got < 0.8  # neither the tampered metrics.json (1.0) nor the tampered targets (1.0) were used
+    api = client.get("/api/runs/run-a").json()
+    assert api["origin"] == "server" and api["submitter"] == "alice"
+    assert api["metrics"]["weighted_f1"]["value"] == pytest.approx(100 * got)
+    lo, hi = api["metrics"]["weighted_f1"]["ci_low"], api["metrics"]["weighted_f1"]["ci_high"]
+    assert lo < 100 * got < hi
+
+
+def test_rank_intervals_and_paired_tests_on_the_task_page(db_url: str, tmp_path: Path) -> None:
+    client = TestClient(create_app(settings(db_url)))
+    assert post(client, write_run(tmp_path, "good", quarter_wrong, solver="tfidf")).status_code == 201
+    assert post(client, write_run(tmp_path, "const", always_true, solver="majority")).status_code == 201
+    assert post(client, write_run(tmp_path, "good-twin", quarter_wrong, solver="random")).status_code == 201
+    data = client.get("/api/tasks/sarcasm", params={"protocol": "speaker-dependent"}).json()
+    (group,) = data["groups"]
+    rows = {r["run_id"]: r for r in group["rows"]}
+    assert rows["const"]["rank"] == 3 and rows["const"]["rank_interval"] == [3, 3]
+    # identical predictions tie in every replicate: both rank 1 (1 + number strictly better)
+    assert rows["good"]["rank_interval"] == [1, 1] and rows["good-twin"]["rank_interval"] == [1, 1]
+    leader = group["rows"][0]["run_id"]
+    vs = rows["const"]["vs_leader"]
+    expected_diff = sklearn_weighted_f1(always_true) - sklearn_weighted_f1(quarter_wrong)
+    assert vs["diff"] == pytest.approx(expected_diff, abs=1e-12) and vs["n_shared"] == 690
+    assert vs["p_value"] < 0.05
+    app_store = client.app.state.store
+    metric = get_task("sarcasm").metrics("speaker-dependent")[0]
+    direct = paired_bootstrap(metric, app_store.records("const"), app_store.records(leader), n_boot=200, seed=0)
+    assert vs["p_value"] == pytest.approx(direct.p_value) and vs["ci_low"] == pytest.approx(direct.ci_low)
+    # baseline = the task's default solver (tfidf): the majority row is compared with "good"
+    assert rows["const"]["vs_baseline"]["diff"] == pytest.approx(expected_diff, abs=1e-12)
+    page = client.get("/task/sarcasm").text
+    assert "Castro et al. 2019" in page and "paper_reported" in page  # the papers' rows, apart
+    assert page.index('<section class="references">') > page.index('data-run="const"')
+    assert len(group["rows"]) == 3 and data["references"]  # references listed apart, never ranked
+
+
+def test_rank_intervals_by_hand() -> None:
+    # 3 runs x 4 replicates; higher is better; rank = 1 + number strictly better in that replicate
+    reps = np.array([[0.9, 0.8, 0.7, 0.9], [0.8, 0.9, 0.6, 0.9], [0.1, 0.2, np.nan, 0.3]])
+    # ranks: run0 [1,2,1,1], run1 [2,1,2,1], run2 [3,3,3,3]
+    got = rank_intervals(reps, True)
+    assert got[2] == (3, 3)
+    assert got[0] == (1, 2) and got[1] == (1, 2)
+    assert rank_intervals(-reps, False)[2] == (3, 3)
+
+
+@pytest.mark.parametrize("override,reason", [
+    ({"data_fingerprint": "0123456789abcdef"}, "data fingerprint mismatch"),
+    ({"scorer_version": "0"}, "scorer version mismatch"),
+    ({"run_id": "../../etc/passwd"}, "not a valid name"),
+    ({"run_id": "<script>x</script>"}, "not a valid name"),
+    ({"status": "interrupted"}, "only finished runs"),
+])
+def test_tampered_or_malformed_manifests_are_refused_with_the_reason(db_url: str, tmp_path: Path,
+                                                                     override: dict, reason: str) -> None:
+    client = TestClient(create_app(settings(db_url)))
+    r = post(client, write_run(tmp_path, "x", quarter_wrong, manifest=override))
+    assert r.status_code in (409, 422) and reason in r.json()["reason"]
+    audit = client.get("/api/audit", headers=auth()).json()
+    assert audit[0]["outcome"] == "refused" and reason in audit[0]["reason"]
+    assert client.get("/api/tasks/sarcasm").json()["groups"] == []
+
+
+def test_sql_and_markup_in_names_are_refused(db_url: str, tmp_path: Path) -> None:
+    client = TestClient(create_app(settings(db_url)))
+    r = post(client, write_run(tmp_path, "x", quarter_wrong, solver="tfidf'; DROP TABLE runs;--"))
+    assert r.status_code == 422 and "solver" in r.json()["reason"]
+    r = post(client, write_run(tmp_path, "y", quarter_wrong, options={"<b>k</b>": 1}))
+    assert r.status_code == 422 and "solver option" in r.json()["reason"]
+
+
+def test_missing_unknown_samples_and_incomplete_runs_are_refused(db_url: str, tmp_path: Path) -> None:
+    client = TestClient(create_app(settings(db_url)))
+    run = write_run(tmp_path, "short", quarter_wrong)
+    lines = (run / "samples.jsonl").read_text().splitlines()
+    (run / "samples.jsonl").write_text("\n".join(lines[:100]) + "\n")
+    r = post(client, run)
+    assert r.status_code == 422 and "covers 100 of 690" in r.json()["reason"]
+    run = write_run(tmp_path, "alien", quarter_wrong)
+    d = json.loads(lines[0])
+    d["sample_id"] = "not-a-mustard-id"
+    (run / "samples.jsonl").write_text("\n".join([json.dumps(d), *lines[1:]]) + "\n")
+    r = post(client, run)
+    assert r.status_code == 422 and "not-a-mustard-id" in r.json()["reason"]
+
+
+def test_tokens_are_required_and_never_stored_or_echoed(db_url: str, tmp_path: Path) -> None:
+    client = TestClient(create_app(settings(db_url)))
+    run = write_run(tmp_path, "r", quarter_wrong)
+    assert client.post("/api/submit", content=build_payload(run)).status_code == 401
+    bad = client.post("/api/submit", content=build_payload(run), headers={"Authorization": "Bearer nope-0123456789"})
+    assert bad.status_code == 401 and "nope" not in bad.text
+    assert client.get("/api/audit").status_code == 401
+    ok = post(client, run, "bob")
+    assert ok.status_code == 201
+    dump = json.dumps(client.get("/api/audit", headers=auth()).json()) + client.get("/task/sarcasm").text
+    dump += json.dumps(client.get("/api/runs/r").json())
+    assert all(t not in dump for t in TOKENS.values()) and "bob" in dump
+
+
+def test_resubmission_is_idempotent_and_a_changed_run_with_the_same_id_is_refused(db_url: str, tmp_path: Path) -> None:
+    client = TestClient(create_app(settings(db_url)))
+    run = write_run(tmp_path, "same", quarter_wrong)
+    assert post(client, run).status_code == 201
+    again = post(client, run)
+    assert again.status_code == 200 and again.json()["status"] == "exists"
+    assert len(client.get("/api/tasks/sarcasm").json()["groups"][0]["rows"]) == 1
+    other = write_run(tmp_path / "b", "same", always_true)
+    r = post(client, other)
+    assert r.status_code == 409 and "different content" in r.json()["reason"]
+    outcomes = [a["outcome"] for a in client.get("/api/audit", headers=auth()).json()]
+    assert outcomes == ["refused", "duplicate", "accepted"]  # newest first, append-only
+
+
+def test_daily_quota_per_submitter(db_url: str, tmp_path: Path) -> None:
+    client = TestClient(create_app(settings(db_url, quota_per_day=2)))
+    assert post(client, write_run(tmp_path, "q1", quarter_wrong)).status_code == 201
+    assert post(client, write_run(tmp_path, "q2", always_true)).status_code == 201
+    r = post(client, write_run(tmp_path, "q3", always_true))
+    assert r.status_code == 429 and "quota" in r.json()["reason"]
+    assert post(client, write_run(tmp_path, "q4", always_true), "bob").status_code == 201  # bob's own quota
+    page = client.get("/task/sarcasm").text
+    assert "alice (3)" in page and "bob (1)" in page  # attempts column
+
+
+def test_over_size_upload_is_refused(db_url: str, tmp_path: Path) -> None:
+    client = TestClient(create_app(settings(db_url, max_upload_bytes=10_000)))
+    r = post(client, write_run(tmp_path, "big", quarter_wrong))
+    assert r.status_code == 413 and "larger than 10000 bytes" in r.json()["reason"]
+    assert client.get("/api/audit", headers=auth()).json()[0]["outcome"] == "refused"
+
+
+def test_path_traversing_and_unknown_ids_in_urls(db_url: str) -> None:
+    client = TestClient(create_app(settings(db_url)))
+    assert client.get("/run/..%2F..%2Fetc%2Fpasswd").status_code in (400, 404)
+    assert client.get("/run/a..b").status_code == 400
+    assert client.get("/run/%3Cscript%3E").status_code == 400
+    assert client.get("/api/runs/..hidden").status_code == 400
+    assert client.get("/api/runs/nothing-here").status_code == 404
+    assert client.get("/task/not-a-task").status_code == 404
+    assert client.get("/task/sarcasm", params={"protocol": "<x>"}).status_code == 404
+
+
+def test_pages_escape_submitted_strings(db_url: str, tmp_path: Path) -> None:
+    client = TestClient(create_app(settings(db_url)))
+    evil = "<img src=x onerror=alert(1)>"
+    r = post(client, write_run(tmp_path, "esc", quarter_wrong, options={"note": evil}))
+    assert r.status_code == 201, r.text
+    for url in ("/task/sarcasm", "/run/esc"):
+        html = client.get(url).text
+        assert evil not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_run_page_plots_and_sample_browser(db_url: str, tmp_path: Path) -> None:
+    client = TestClient(create_app(settings(db_url)))
+    assert post(client, write_run(tmp_path, "p", quarter_wrong)).status_code == 201
+    api = client.get("/api/runs/p").json()
+    assert any("confusion_pooled" in p for p in api["plots"])
+    png = client.get(next(p for p in api["plots"] if "pooled" in p))
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    pooled = api["report"]["pooled"]["confusion_matrix"]["counts"]
+    st = server_task()
+    n_true_sarcastic = sum(bool(s.target) for k, s in st.samples.items())
+    assert sum(pooled[1]) == n_true_sarcastic  # the server's targets, not the submitted ones
+    html = client.get("/run/p", params={"fold": "fold2", "limit": 5}).text
+    assert "fold2" in html and "per_class" in html or "not_sarcastic" in html
+    s = client.get("/api/runs/p/samples", params={"fold": "fold1", "limit": 3}).json()
+    assert s["total"] == 138 and len(s["samples"]) == 3
+
+
+def test_exports_csv_and_parquet(db_url: str, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    client = TestClient(create_app(settings(db_url)))
+    assert post(client, write_run(tmp_path, "e1", quarter_wrong)).status_code == 201
+    assert post(client, write_run(tmp_path, "e2", always_true, solver="majority")).status_code == 201
+    rows = list(csv.DictReader(io.StringIO(client.get("/api/tasks/sarcasm/rows.csv").text)))
+    table = pq.read_table(io.BytesIO(client.get("/api/tasks/sarcasm/rows.parquet").content)).to_pylist()
+    assert {r["run_id"] for r in rows} == {r["run_id"] for r in table} == {"e1", "e2"}
+    by_id = {r["run_id"]: r for r in table}
+    assert by_id["e2"]["weighted_f1"] == pytest.approx(100 * sklearn_weighted_f1(always_true))
+    csv_e2 = next(r for r in rows if r["run_id"] == "e2")
+    assert float(csv_e2["weighted_f1"]) == pytest.approx(by_id["e2"]["weighted_f1"])
+
+
+def test_index_lists_tasks_protocols_and_row_counts(db_url: str, tmp_path: Path) -> None:
+    client = TestClient(create_app(settings(db_url)))
+    assert post(client, write_run(tmp_path, "i1", quarter_wrong)).status_code == 201
+    tasks = {t["task"]: t for t in client.get("/api/tasks").json()}
+    assert tasks["sarcasm"]["protocols"]["speaker-dependent"] == 1 and tasks["sarcasm"]["rows"] == 1
+    assert "speaker-independent" in client.get("/").text
