@@ -34,6 +34,7 @@ class CallSettings:
     temperature: float = 0.0
     max_tokens: int = 512
     top_p: float | None = None
+    video_input: Literal["frames", "video", "file"] = "frames"  # how video parts are sent (ChatRequest)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], model: str = "") -> CallSettings:
@@ -63,8 +64,11 @@ async def ask(
     messages: Sequence[Message],
     schema: type[M],
     settings: CallSettings,
+    *,
+    role: str = "",
 ) -> Answer[M]:
-    """Ask for one object of `schema`; validate the backend's parsed object, else the text."""
+    """Ask for one object of `schema`; validate the backend's parsed object, else the text. `role` names
+    the asker (an agent) in transcripts and in the per-sample accounting."""
     request = ChatRequest(
         messages=tuple(messages),
         model=settings.model or getattr(backend, "model", ""),
@@ -73,6 +77,8 @@ async def ask(
         seed=settings.seed,
         top_p=settings.top_p,
         json_schema=schema.model_json_schema(),
+        video_input=settings.video_input,
+        role=role,
     )
     response = await backend.chat(request)
     text = response.text or ""
@@ -115,10 +121,24 @@ def summarise_parts(parts: Sequence[Part]) -> str:
         if part.type == "text":
             out.append(f"text[{len(part.text or '')} chars]")
         elif part.type == "video":
-            out.append(f"video[{part.num_frames or '?'} frames]")
+            out.append(f"video[{_frames_sent(part)} frames]")
+        elif part.type == "audio":
+            out.append("audio")
         else:
             out.append("image")
     return ", ".join(out)
+
+
+def _frames_sent(part: Part) -> int | str:
+    """How many frames a video part becomes (fewer than asked for when the video is shorter)."""
+    from pathlib import Path
+
+    from harness import media
+
+    try:
+        return len(media.frame_times(Path(part.path or ""), part.num_frames or 8))
+    except Exception:
+        return part.num_frames or "?"
 
 
 def parse_labels(
@@ -155,5 +175,5 @@ def backend_from_context(ctx: RunContext, solver: str) -> ModelBackend:
     return make_backend(
         ctx.model, base_url=ctx.base_url, api_key=ctx.api_key, cache_dir=ctx.cache_dir,
         use_cache=ctx.use_cache, concurrency=ctx.concurrency, timeout_s=ctx.request_timeout_s,
-        max_retries=ctx.max_retries,
+        max_retries=ctx.max_retries, transcripts=getattr(ctx, "transcripts", None),
     )

@@ -4,12 +4,19 @@
                  ^            ^           ^          |
                  +------------+-----------+----------+  (one head sent back, with a reason)
 
-Each head agent reasons from observable evidence (sampled frames, the transcript) and the heads
-answered before it, and returns ``{label, evidence, confidence}``. The coordinator checks the three
-answers for consistency and may send ONE head back for revision with a reason; a revised head
-returns straight to the coordinator. At most `max_revisions` revisions happen per clip. Every node
-is one structured call through a `ModelBackend`, so the graph runs on any backend; every node
-appends an entry to the trace that ends up in samples.jsonl.
+Each head agent reasons from observable evidence (sampled frames, audio when sent, the transcript) and
+the heads answered before it, and returns ``{label, evidence, confidence}``. The coordinator checks the
+three answers for consistency and may send ONE head back for revision with a reason; the revised head
+sees every other answer, and the heads after it run again (they depended on the old answer) before the
+coordinator looks again. At most `max_revisions` revisions happen per clip. Every node is one structured
+call through a `ModelBackend`, so the graph runs on any backend; every node appends an entry to the trace
+that ends up in samples.jsonl, and every call is named by its node in transcripts.jsonl.
+
+Prompt layout (for the server's prefix cache): every call of a clip starts with the same system text and
+the same media, then the transcript; what is specific to one agent (its role, the labels of its head with
+their definitions, earlier answers) comes last. vLLM's automatic prefix caching then computes the frames'
+tokens once per clip instead of once per agent call. Label names and definitions come only from the
+data's vocabulary, never from the prompt text.
 """
 
 from __future__ import annotations
@@ -28,11 +35,14 @@ from harness.structured import free_text_blocked
 HEAD_ROLES: dict[str, str] = {
     "behavior": "the learners' observable collaborative behavior: what they do and say "
     "(talk, gaze, gestures, use of materials)",
-    "cognition": "the cognitive process the observable evidence shows (self-regulated learning: "
-    "e.g. planning, monitoring, elaborating), taking the behavior into account",
+    "cognition": "the cognitive process the observable evidence shows, taking the behavior into account",
     "emotion": "the emotion the learners express in faces, voice and words, taking behavior and "
     "cognition into account",
 }
+SHARED_SYSTEM = (
+    "You are part of a team annotating a short video clip of students learning together in small groups. "
+    "Reason only from observable evidence: the frames, the audio when given, and the transcript."
+)
 
 @dataclass(frozen=True)
 class Evidence:
@@ -54,11 +64,12 @@ class MASState(TypedDict, total=False):
     evidence: Evidence
     answers: dict[str, dict[str, Any]]
     pending: str | None  # head under revision
-    just_revised: bool  # the last head node ran as a revision: go back to the coordinator
+    just_revised: bool  # the last head node ran as a revision (informational; later heads re-run after it)
     reason: str | None
     revisions: int
     consistent: bool | None
     trace: Annotated[list[dict[str, Any]], operator.add]
+    settings: CallSettings
 
 
 def head_schema(labels: Sequence[str]) -> type[BaseModel]:
@@ -70,6 +81,19 @@ def head_schema(labels: Sequence[str]) -> type[BaseModel]:
         evidence=(str, ""),
         confidence=(float, Field(default=0.5, ge=0.0, le=1.0)),
     )
+
+
+def vocab_text(head: str, ev: Evidence) -> str:
+    """The labels of one head, each with its definition from the data's vocabulary when it has one (the
+    same text for every solver that is compared: mllm, motor-mas, mas-vote)."""
+    return _vocab_text(head, ev)
+
+
+def evidence_messages(ev: Evidence, instruction: str) -> list[Message]:
+    """[shared system, user: media..., transcript, instruction]: the clip's prefix is the same for every
+    agent call, only `instruction` differs."""
+    parts = (*ev.media, Part("text", text=f"Transcript:\n{ev.transcript or '(none)'}"), Part("text", text=instruction))
+    return [Message.text("system", SHARED_SYSTEM), Message("user", parts)]
 
 
 def _vocab_text(head: str, ev: Evidence) -> str:
@@ -109,18 +133,16 @@ class MotorMAS:
             graph.add_node(head, self._head_node(head))
         graph.add_node("coordinator", self._coordinator)
         graph.add_edge(START, self.heads[0])
-        for i, head in enumerate(self.heads):
-            nxt = self.heads[i + 1] if i + 1 < len(self.heads) else "coordinator"
-            graph.add_conditional_edges(
-                head, lambda s, nxt=nxt: "coordinator" if s.get("just_revised") else nxt, sorted({nxt, "coordinator"})
-            )
+        for i, head in enumerate(self.heads):  # after a revision too: the later heads depend on it
+            graph.add_edge(head, self.heads[i + 1] if i + 1 < len(self.heads) else "coordinator")
         graph.add_conditional_edges("coordinator", self._route, [*self.heads, END])
         self._end = END
         self.graph = graph.compile()
 
-    async def run(self, evidence: Evidence) -> MASState:
+    async def run(self, evidence: Evidence, settings: CallSettings | None = None) -> MASState:
+        """One clip; `settings` override the graph's (an epoch's seed)."""
         state: MASState = {"evidence": evidence, "answers": {}, "pending": None, "just_revised": False, "reason": None,
-                           "revisions": 0, "consistent": None, "trace": []}
+                           "revisions": 0, "consistent": None, "trace": [], "settings": settings or self.settings}
         limit = 10 + 2 * (len(self.heads) + 1) * (self.max_revisions + 1)
         return await self.graph.ainvoke(state, {"recursion_limit": limit})  # type: ignore[return-value]
 
@@ -131,24 +153,23 @@ class MotorMAS:
             revising = state.get("pending") == head
             i = self.heads.index(head)
             shown = [h for h in self.heads if h != head] if revising else list(self.heads[:i])
-            system = (
-                f"You are the {head} agent of a team annotating a video clip of students learning "
-                f"together. Judge {HEAD_ROLES.get(head, head)}. Reason only from observable evidence. "
-                f"Choose exactly one label:\n{_vocab_text(head, ev)}\n"
-                'Answer with one JSON object: {"label": ..., "evidence": "what you saw or heard", '
-                '"confidence": 0..1}.'
+            instruction = (
+                f"You are the {head} agent. Judge {HEAD_ROLES.get(head, head)}. "
+                f"Choose exactly one {head} label:\n{vocab_text(head, ev)}"
             )
-            text = f"Transcript:\n{ev.transcript or '(none)'}"
             if shown:
-                text += f"\n\nAnswers so far:\n{_answers_text(answers, shown)}"
+                instruction += f"\n\nAnswers so far:\n{_answers_text(answers, shown)}"
             if revising:
                 prev = answers.get(head, {})
-                text += (
+                instruction += (
                     f"\n\nThe coordinator asks you to revise your {head} answer "
                     f"({prev.get('label') or 'no valid answer'}): {state.get('reason') or ''}"
                 )
-            messages = [Message.text("system", system), Message("user", (*ev.media, Part("text", text=text)))]
-            answer = await ask(self.backend, messages, head_schema(ev.vocab[head]), self.settings)
+            instruction += ('\n\nAnswer with one JSON object: {"label": ..., "evidence": "what you saw or heard", '
+                            '"confidence": 0..1}.')
+            messages = evidence_messages(ev, instruction)
+            settings = state.get("settings") or self.settings
+            answer = await ask(self.backend, messages, head_schema(ev.vocab[head]), settings, role=head)
             out = await self._head_output(answer, head, ev.vocab[head])
             summary = summarise_parts(messages[1].content)
             if shown:
@@ -187,15 +208,16 @@ class MotorMAS:
 
     async def _coordinator(self, state: MASState) -> dict[str, Any]:
         ev, answers = state["evidence"], state["answers"]
-        system = (
-            "You are the coordinator of a team annotating a clip of collaborative learning. Check "
-            "whether the behavior, cognition and emotion answers are consistent with each other and "
-            "with the evidence they cite. If one is not, name the ONE head to revise and why. Answer "
-            'with one JSON object: {"consistent": true|false, "revise": "<head>"|null, "reason": "..."}.'
+        instruction = (
+            "You are the coordinator of the team. Check whether the behavior, cognition and emotion answers are "
+            "consistent with each other and with the evidence they cite. If one is not, name the ONE head to "
+            'revise and why. Answer with one JSON object: {"consistent": true|false, "revise": "<head>"|null, '
+            f'"reason": "..."}}.\n\nAnswers:\n{_answers_text(answers, self.heads)}'
         )
-        text = f"Transcript:\n{ev.transcript or '(none)'}\n\nAnswers:\n{_answers_text(answers, self.heads)}"
-        messages = [Message.text("system", system), Message.text("user", text)]
-        answer = await ask(self.backend, messages, Verdict, self.settings)
+        text = f"Transcript:\n{ev.transcript or '(none)'}"
+        messages = [Message.text("system", SHARED_SYSTEM),
+                    Message("user", (Part("text", text=text), Part("text", text=instruction)))]
+        answer = await ask(self.backend, messages, Verdict, state.get("settings") or self.settings, role="coordinator")
         verdict = answer.value
         revisions = state.get("revisions", 0)
         pending: str | None = None

@@ -6,11 +6,15 @@ Each agent predicts every head at once with a structured answer; in the debate r
 sees the others' first answers and may change its own. The vote is per head over valid answers;
 ties go to the label with the higher summed confidence, then to the earlier label of the vocabulary,
 so the outcome never depends on timing. This is the "general multi-agent system" MOTOR-MAS is
-compared against: it has no head-specific roles and no coordinator.
+compared against: it has no head-specific roles and no coordinator, but it sees the same evidence and
+the same label definitions. Agent i samples with seed + i at the solver's temperature (mas-vote's default
+is 0.7: at temperature 0 the agents would differ by their perspective line only, and the vote would
+mostly count one answer N times).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any, TypedDict
@@ -18,8 +22,8 @@ from typing import Annotated, Any, TypedDict
 from pydantic import BaseModel, Field, create_model
 
 from agents.llm import CallSettings, ask, label_field, parse_labels, summarise_parts
-from agents.motor_mas import Evidence
-from harness.models.base import Message, ModelBackend, Part
+from agents.motor_mas import Evidence, evidence_messages, vocab_text
+from harness.models.base import ModelBackend
 
 PERSPECTIVES: tuple[str, ...] = (
     "an educational psychologist",
@@ -40,6 +44,7 @@ class VoteState(TypedDict, total=False):
     final: Annotated[dict[str, dict[str, Any]], _merge]
     decision: dict[str, str | None]
     trace: Annotated[list[dict[str, Any]], operator.add]
+    settings: CallSettings
 
 
 def all_heads_schema(vocab: Mapping[str, Sequence[str]]) -> type[BaseModel]:
@@ -95,38 +100,36 @@ class VoteMAS:
         graph.add_edge("vote", END)
         self.graph = graph.compile()
 
-    async def run(self, evidence: Evidence) -> VoteState:
-        state: VoteState = {"evidence": evidence, "first": {}, "final": {}, "decision": {}, "trace": []}
+    async def run(self, evidence: Evidence, settings: CallSettings | None = None) -> VoteState:
+        """One clip; `settings` override the graph's (an epoch's seed)."""
+        state: VoteState = {"evidence": evidence, "first": {}, "final": {}, "decision": {}, "trace": [],
+                            "settings": settings or self.settings}
         return await self.graph.ainvoke(state)  # type: ignore[return-value]
 
     def _agent(self, i: int, *, debate_round: bool) -> Callable[[VoteState], Awaitable[dict[str, Any]]]:
         name = self.agents[i]
-        settings = CallSettings(
-            self.settings.model,
-            None if self.settings.seed is None else self.settings.seed + i,
-            self.settings.temperature,
-            self.settings.max_tokens,
-            self.settings.top_p,
-        )
 
         async def node(state: VoteState) -> dict[str, Any]:
             ev = state["evidence"]
-            heads = "\n".join(f"{h}: {', '.join(labels)}" for h, labels in ev.vocab.items())
-            system = (
-                f"You are {PERSPECTIVES[i % len(PERSPECTIVES)]} annotating a video clip of students "
-                f"learning together. Give one label for each of these dimensions:\n{heads}\n"
-                "Answer with one JSON object with a key per dimension plus "
+            base = state.get("settings") or self.settings
+            # each agent its own seed, so that at temperature > 0 the agents differ and the vote means something
+            settings = dataclasses.replace(base, seed=None if base.seed is None else base.seed + i)
+            # the same labels and definitions as the mllm and motor-mas solvers get (a fair comparison)
+            heads = "\n".join(f"{h}:\n{vocab_text(h, ev)}" for h in ev.vocab)
+            text = (
+                f"You are {PERSPECTIVES[i % len(PERSPECTIVES)]}. Give one label for each of these dimensions:\n"
+                f"{heads}\nAnswer with one JSON object with a key per dimension plus "
                 '"confidence" (0..1) and "rationale".'
             )
-            text = f"Transcript:\n{ev.transcript or '(none)'}"
             if debate_round:
                 others = [f"- {a}: " + ", ".join(f"{h}={ans.get(h)}" for h in ev.vocab)
                           for a, ans in state["first"].items() if a != name]
                 mine = ", ".join(f"{h}={state['first'].get(name, {}).get(h)}" for h in ev.vocab)
                 text += (f"\n\nYour first answer: {mine}\nThe other annotators answered:\n"
                          + "\n".join(others) + "\nReconsider and give your final answer.")
-            messages = [Message.text("system", system), Message("user", (*ev.media, Part("text", text=text)))]
-            answer = await ask(self.backend, messages, all_heads_schema(ev.vocab), settings)
+            messages = evidence_messages(ev, text)
+            role = f"debate_{i}" if debate_round else name
+            answer = await ask(self.backend, messages, all_heads_schema(ev.vocab), settings, role=role)
             if answer.value is not None:
                 out = answer.value.model_dump()
             else:  # tolerant per-head parse: one bad head does not void the others

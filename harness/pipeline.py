@@ -28,6 +28,7 @@ from harness.core import Fold, HarnessError, Record, Sample, ScoreContext, Solve
 from harness.fingerprint import config_hash
 from harness.progress import RunProgress
 from harness.rundir import dumps, prediction_line, record_from_line
+from harness.transcripts import merge_usage
 
 
 def error_text(exc: BaseException) -> str:
@@ -107,6 +108,8 @@ class Scorer:
             record.error = f"scoring failed: {error_text(exc)}"
         finally:
             current_sample.reset(token)
+            # judge calls of the scoring: counted in this run's metrics.json (the line is already written)
+            record.info = merge_usage(dict(record.info), sample.id)
 
 
 class SampleSink:
@@ -123,6 +126,7 @@ class SampleSink:
             prediction, info, artifacts = output, {}, {}
         if error is not None:
             prediction, info, artifacts = None, {}, {}
+        merge_usage(info, sample.id)  # the sample's model calls by role (errored samples too)
         record = Record(sample.id, job.fold.name, sample.target, prediction, {}, sample.groups, info, error,
                         latency_s, split=split, artifacts=artifacts)
         try:

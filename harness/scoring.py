@@ -31,6 +31,13 @@ def aggregate(task: Task, protocol: str, records: Sequence[Record], *, n_boot: i
         report = to_jsonable(task.report(records, protocol, out_dir)) if out_dir is not None else {}
     except Exception as exc:
         report = {"error": f"report failed: {type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    if any("epochs" in r.info for r in records):  # `-S epochs=K`: the metrics' spread over K draws
+        from harness.epochs import epochs_report
+
+        try:
+            report["epochs"] = to_jsonable(epochs_report(task, protocol, records, seed=seed))
+        except Exception as exc:
+            report["epochs"] = {"error": f"epochs report failed: {type(exc).__name__}: {exc}"}
     if task.sequential(protocol) and metric_defs:
         ok = [r for r in records if r.ok and r.split == "test"]
         report["sequential"] = to_jsonable(sequential_report(ok, metric_defs[0]))

@@ -146,34 +146,50 @@ def role_group(role: str) -> str:
     return role or "solver"
 
 
-def summarise(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Run-level counts of transcript records: calls, cached calls, tokens, by role and in total, and the
-    failure taxonomy (`truncated`, `unparseable`, `schema_fallback`, `judge_error`, `request_error`).
-    Judges that failed every one of their calls are listed under `judges_failed_every_call`."""
+def _calls_of(records: Iterable[Any]) -> Iterable[Mapping[str, Any]]:
+    """Transcript records as they are; run `Record`s as one pseudo-call per role of their `model_calls`
+    counts (calls, tokens and flags are sums there)."""
+    for r in records:
+        if isinstance(r, Mapping):
+            yield r
+            continue
+        for role, counts in ((getattr(r, "info", None) or {}).get("model_calls") or {}).items():
+            yield {"role": role, "_n": counts.get("calls", 0), **counts}
+
+
+def summarise(records: Iterable[Any]) -> dict[str, Any]:
+    """Run-level counts of model calls: calls, cached calls, tokens, by role and in total, and the failure
+    taxonomy (`truncated`, `unparseable`, `schema_fallback`, `judge_error`, `request_error`). `records` are
+    transcript records (dicts, one per call) or the run's `Record`s (their `info["model_calls"]`, which
+    also count the calls behind predictions taken from the result cache). Judges that failed every one of
+    their calls are listed under `judges_failed_every_call`. Empty ({}) when no model was called."""
     total = {"calls": 0, "cached_calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
     taxonomy = {"truncated": 0, "unparseable": 0, "schema_fallback": 0, "judge_error": 0, "request_error": 0}
     by_role: dict[str, dict[str, int]] = {}
     judge_calls: dict[str, list[int]] = {}  # role -> [calls, errors]
-    for r in records:
+    for r in _calls_of(records):
+        n = int(r.get("_n", 1))  # calls this entry stands for; its flags are counts then, else booleans
         role = role_group(str(r.get("role") or ""))
         row = by_role.setdefault(role, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "errors": 0})
-        row["calls"] += 1
+        errors = int(r.get("error") or 0) if "_n" in r else int(bool(r.get("error")))
+        row["calls"] += n
         row["prompt_tokens"] += int(r.get("prompt_tokens") or 0)
         row["completion_tokens"] += int(r.get("completion_tokens") or 0)
-        total["calls"] += 1
-        total["cached_calls"] += bool(r.get("cached"))
+        row["errors"] += errors
+        total["calls"] += n
+        total["cached_calls"] += int(r.get("cached") or 0)
         total["prompt_tokens"] += int(r.get("prompt_tokens") or 0)
         total["completion_tokens"] += int(r.get("completion_tokens") or 0)
         for flag in ("truncated", "unparseable", "schema_fallback"):
-            taxonomy[flag] += bool(r.get(flag))
+            taxonomy[flag] += int(r.get(flag) or 0)
         is_judge = role.startswith("judge")
+        taxonomy["judge_error" if is_judge else "request_error"] += errors
         if is_judge:
-            judge_calls.setdefault(role, [0, 0])[0] += 1
-        if r.get("error"):
-            row["errors"] += 1
-            taxonomy["judge_error" if is_judge else "request_error"] += 1
-            if is_judge:
-                judge_calls[role][1] += 1
+            seen = judge_calls.setdefault(role, [0, 0])
+            seen[0] += n
+            seen[1] += errors
+    if not total["calls"]:
+        return {}
     return {
         **total,
         **taxonomy,

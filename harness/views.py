@@ -238,16 +238,57 @@ def print_sample(run_dir: Path, sample_id: str) -> None:
     print_sample_calls(run_dir, sample_id)
 
 
+def _content_text(content: Any) -> str:
+    """A transcript message's content as text: media as their digest, frame count and timestamps."""
+    if isinstance(content, str):
+        return content
+    out = []
+    for part in content or []:
+        if part.get("type") == "text":
+            out.append(str(part.get("text", "")))
+        elif part.get("type") == "video":
+            times = ", ".join(f"{t:g}" for t in part.get("timestamps_s") or [])
+            out.append(f"[video {part.get('path', '')} {part.get('digest', '')} as {part.get('as', 'frames')}: "
+                       f"{part.get('frames', '?')} frames at {times} s]")
+        else:
+            out.append(f"[{part.get('type')} {part.get('path') or ''} {part.get('digest', '')}]".replace("  ", " "))
+    return "\n".join(out)
+
+
 def print_sample_calls(run_dir: Path, sample_id: str) -> None:
-    """The sample's model calls from transcripts.jsonl, in order (agent/judge role, answer, tokens)."""
-    path = run_dir / "transcripts.jsonl"
-    if not path.is_file():
+    """The sample's conversation from transcripts.jsonl, call by call in order, each headed by its agent
+    (or judge), with a per-agent table of calls and tokens first. Every string is escaped."""
+    from harness.transcripts import read_transcripts, summarise
+
+    calls = read_transcripts(run_dir / "transcripts.jsonl", sample_id)
+    if not calls:
+        console.print("no model calls recorded for this sample in transcripts.jsonl")
         return
-    with path.open(encoding="utf-8") as f:
-        calls = [c for c in (json.loads(line) for line in f if line.strip()) if c.get("sample_id") == sample_id]
+    summary = summarise(calls)
+    t = Table(title=_e(f"model calls of {sample_id}"))
+    for col in ("agent", "calls", "prompt tokens", "completion tokens", "errors"):
+        t.add_column(col, justify="right" if col != "agent" else "left")
+    for role, row in summary["by_role"].items():
+        t.add_row(_e(role), str(row["calls"]), str(row["prompt_tokens"]), str(row["completion_tokens"]),
+                  str(row["errors"]))
+    console.print(t)
     for i, call in enumerate(calls, 1):
-        console.print(f"[bold]call {i}[/bold] · {_e(str(call.get('role') or 'solver'))}")
-        console.print(json.dumps(call, ensure_ascii=False, indent=2, default=str), markup=False, highlight=False)
+        flags = [name for name in ("cached", "truncated", "unparseable", "schema_fallback") if call.get(name)]
+        tokens = f"{call.get('prompt_tokens', 0)}+{call.get('completion_tokens', 0)} tokens"
+        head = (f"call {i} · {call.get('role') or 'solver'} · {call.get('model', '')} @ {call.get('endpoint', '')}"
+                f" · {call.get('latency_s', 0):.2f} s · {tokens} · finish {call.get('finish_reason')}"
+                + (" · " + ", ".join(flags) if flags else ""))
+        console.rule(f"[bold]{_e(head)}[/bold]")
+        params = call.get("params")
+        if params:
+            console.print(f"params: {_e(json.dumps(params, ensure_ascii=False))}", highlight=False)
+        for message in call.get("messages") or []:
+            console.print(f"[cyan]{_e(str(message.get('role')))}:[/cyan] {_e(_content_text(message.get('content')))}",
+                          highlight=False)
+        if call.get("error"):
+            console.print(f"[red]error:[/red] {_e(str(call['error']))}", highlight=False)
+        else:
+            console.print(f"[green]answer:[/green] {_e(str(call.get('response', '')))}", highlight=False)
 
 
 def print_comparison(c: Any) -> None:

@@ -28,6 +28,8 @@ EVIDENCE = Evidence(
 
 
 def node_of(request: ChatRequest) -> str:
+    if request.role:  # every agent call names its node (transcripts, accounting)
+        return request.role.replace("debate_", "agent_")
     system = request.messages[0].content[0].text or ""
     for head in VOCAB:
         if f"You are the {head} agent" in system:
@@ -85,7 +87,7 @@ def test_mas_visits_behavior_cognition_emotion_coordinator() -> None:
     assert state["revisions"] == 0 and state["consistent"] is True
     calls = dict(backend.calls)
     # each head sees the evidence and the heads answered before it, and nothing after it
-    assert "on-task talk" not in user_text(calls["behavior"])
+    assert "Answers so far" not in user_text(calls["behavior"])
     assert "behavior: on-task talk" in user_text(calls["cognition"]) and "emotion:" not in user_text(calls["cognition"])
     assert "cognition: monitoring" in user_text(calls["emotion"])
     assert [p.num_frames for p in calls["emotion"].messages[1].content if p.type == "video"] == [4]
@@ -105,7 +107,8 @@ def test_scripted_inconsistency_revises_the_named_head_once() -> None:
         return head_answer(FIRST[node])
 
     state, backend = run_mas(script)
-    assert nodes(state) == ["behavior", "cognition", "emotion", "coordinator", "cognition", "coordinator"]
+    # the revised head, then the heads after it again (emotion saw the old cognition), then the coordinator
+    assert nodes(state) == ["behavior", "cognition", "emotion", "coordinator", "cognition", "emotion", "coordinator"]
     assert state["revisions"] == 1 and state["answers"]["cognition"]["label"] == "planning"
     revised = state["trace"][4]
     assert revised["revision_reason"] == "talk about roles is planning"
@@ -114,6 +117,13 @@ def test_scripted_inconsistency_revises_the_named_head_once() -> None:
     prompt = user_text(backend.calls[4][1])
     assert "talk about roles is planning" in prompt and "revise your cognition answer (monitoring)" in prompt
     assert "emotion: positive" in prompt  # a revising head sees every other head
+    rerun = user_text(backend.calls[5][1])
+    assert backend.calls[5][0] == "emotion" and "cognition: planning" in rerun  # re-run on the revised answer
+    # the clip's media come first in every head call, the agent's instruction last (prefix caching)
+    for _, req in backend.calls:
+        if req.role != "coordinator":
+            assert req.messages[1].content[0].type == "video" and "agent" in (req.messages[1].content[-1].text or "")
+            assert req.messages[0].content[0].text == backend.calls[0][1].messages[0].content[0].text
     assert [n for n, _ in backend.calls].count("behavior") == 1
 
 

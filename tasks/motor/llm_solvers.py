@@ -1,14 +1,18 @@
 """MLLM solvers for `motor`: one zero-shot MLLM, MOTOR-MAS and the general multi-agent vote.
 
 All three talk to the model through `harness.models.make_backend` (any OpenAI-compatible server,
-`hf:PATH` or `vllm:NAME`), send the clip as `frames` uniformly sampled frames plus the transcript,
-and ask for structured answers at temperature 0 with the run's seed. An answer that does not name a
-vocabulary label is an invalid prediction (`None` for that head), counted by the metrics; with
-`--judge` the judges first try to extract the label from the free text.
+`hf:PATH` or `vllm:NAME`), send the clip as `frames` uniformly sampled frames (`-S video=`: ordered frames
+with timestamps, or one video part), the clip's audio track as an `input_audio` part with `-S audio=true`
+(for models that take audio; otherwise the transcript is what they hear), and the transcript, and ask for
+structured answers at the solver's temperature with the run's seed. All three get the same label names
+and definitions, read from the data's vocabulary. An answer that does not name a vocabulary label is an
+invalid prediction (`None` for that head), counted by the metrics; with `--judge` the judges first try
+to extract the label from the free text. `-S epochs=K` solves each clip K times (`harness.epochs`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +22,7 @@ from agents.label_judges import judge_extractor
 from agents.llm import CallSettings, Extractor, ask, backend_from_context, labels_model, parse_labels
 from agents.motor_mas import Evidence
 from harness.core import RunContext, Sample, Solver, SolverOutput, Task, digest_texts, source_texts
+from harness.epochs import solve_epochs
 from harness.models.base import Message, ModelBackend, Part
 from harness.options import GenerationOptions
 from harness.registry import register_solver
@@ -41,10 +46,12 @@ def vocab_prompt(sample: Sample) -> str:
     return "\n".join(blocks)
 
 
-def evidence(sample: Sample, frames: int) -> Evidence:
+def evidence(sample: Sample, frames: int, audio: bool = False) -> Evidence:
     media: tuple[Part, ...] = ()
     if frames > 0 and sample.inputs.get("video"):
         media = (Part("video", path=str(sample.inputs["video"]), num_frames=frames),)
+    if audio and sample.inputs.get("audio"):
+        media = (*media, Part("audio", path=str(sample.inputs["audio"])))
     return Evidence(
         media=media,
         transcript=str(sample.inputs.get("transcript") or ""),
@@ -55,6 +62,7 @@ def evidence(sample: Sample, frames: int) -> Evidence:
 
 class MotorMLLMOptions(GenerationOptions):
     frames: int = Field(8, ge=0, description="video frames sampled uniformly from the clip (0: transcript only)")
+    audio: bool = Field(False, description="send the clip's audio track as an input_audio part (audio models)")
 
 
 class MotorMASOptions(MotorMLLMOptions):
@@ -62,6 +70,7 @@ class MotorMASOptions(MotorMLLMOptions):
 
 
 class VoteOptions(MotorMLLMOptions):
+    temperature: float = Field(0.7, ge=0, description="sampling temperature of every agent (0 makes the vote moot)")
     n_agents: int = Field(3, ge=1, description="independent agents that vote")
     debate: bool = Field(False, description="one debate round: each agent sees the others' first answers")
 
@@ -74,7 +83,7 @@ class _BackendSolver(Solver):
     def __init__(self, backend: ModelBackend, extractor: Extractor | None = None, **options: Any) -> None:
         super().__init__(**options)
         self.backend, self.extractor = backend, extractor
-        self.settings = CallSettings.from_options(self.options)
+        self.settings = dataclasses.replace(CallSettings.from_options(self.options), video_input=self.options["video"])
         self.frames: int = self.options["frames"]
 
     @classmethod
@@ -94,7 +103,18 @@ class _BackendSolver(Solver):
 
     def graph_sources(self) -> list[str]:
         """The source of the code that writes this solver's prompts beyond SYSTEM_PROMPT."""
-        return source_texts(type(self).solve)
+        return source_texts(type(self).solve_once)
+
+    def evidence(self, sample: Sample) -> Evidence:
+        return evidence(sample, self.frames, self.options["audio"])
+
+    async def solve(self, sample: Sample) -> SolverOutput:
+        """One clip, `epochs` times with seeds seed, seed+1, ... (epoch 0's answer is the prediction)."""
+        return await solve_epochs(lambda seed: self.solve_once(sample, dataclasses.replace(self.settings, seed=seed)),
+                                  self.options["epochs"], self.settings.seed)
+
+    async def solve_once(self, sample: Sample, settings: CallSettings) -> SolverOutput:
+        raise NotImplementedError
 
     async def aclose(self) -> None:
         await self.backend.aclose()
@@ -104,13 +124,13 @@ class _BackendSolver(Solver):
 
 @register_solver("mllm", tasks=("motor",), kind="mllm", description="zero-shot MLLM: frames + transcript -> 3 labels")
 class MotorMLLMSolver(_BackendSolver):
-    async def solve(self, sample: Sample) -> SolverOutput:
-        ev = evidence(sample, self.frames)
+    async def solve_once(self, sample: Sample, settings: CallSettings) -> SolverOutput:
+        ev = self.evidence(sample)
         messages = [
             Message.text("system", SYSTEM_PROMPT.format(vocab=vocab_prompt(sample))),
             Message("user", (*ev.media, Part("text", text=f"Transcript:\n{ev.transcript or '(none)'}"))),
         ]
-        answer = await ask(self.backend, messages, labels_model("MotorLabels", ev.vocab), self.settings)
+        answer = await ask(self.backend, messages, labels_model("MotorLabels", ev.vocab), settings, role="mllm")
         info: dict[str, Any] = {"raw": answer.text[:2000]}
         if answer.value is not None:
             prediction: dict[str, str | None] = {h: getattr(answer.value, h) for h in HEADS}
@@ -156,8 +176,8 @@ class MotorMASSolver(_BackendSolver):
 
         return source_texts(agents.motor_mas)
 
-    async def solve(self, sample: Sample) -> SolverOutput:
-        state = await self.graph.run(evidence(sample, self.frames))
+    async def solve_once(self, sample: Sample, settings: CallSettings) -> SolverOutput:
+        state = await self.graph.run(self.evidence(sample), settings)
         answers = state["answers"]
         prediction = {h: answers.get(h, {}).get("label") for h in HEADS}
         info: dict[str, Any] = {
@@ -188,8 +208,8 @@ class VoteSolver(_BackendSolver):
 
         return source_texts(agents.vote)
 
-    async def solve(self, sample: Sample) -> SolverOutput:
-        state = await self.graph.run(evidence(sample, self.frames))
+    async def solve_once(self, sample: Sample, settings: CallSettings) -> SolverOutput:
+        state = await self.graph.run(self.evidence(sample), settings)
         prediction = dict(state["decision"])
         info: dict[str, Any] = {"trace": state["trace"]}
         invalid = [h for h in HEADS if prediction.get(h) is None]
