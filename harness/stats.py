@@ -88,30 +88,36 @@ class Design:
         names: dict[str, int] = {}
         self.fold = np.fromiter((names.setdefault(r.fold, len(names)) for r in records), np.int64, len(records))
         self.n_folds = max(1, len(names))
-        drawn = [i for i, r in enumerate(records) if _split(r) in RESAMPLED_SPLITS]
-        self.fixed = np.asarray([i for i, r in enumerate(records) if _split(r) not in RESAMPLED_SPLITS], np.int64)
-        strata: dict[int, list[int]] = {}
-        for i in drawn:
-            strata.setdefault(int(self.fold[i]) if within_folds else 0, []).append(i)
-        units: list[list[int]] = []
-        highs: list[int] = []
-        offsets: list[int] = []
-        for _, members in sorted(strata.items()):
-            if cluster_key is None:
-                stratum = [[i] for i in members]
-            else:
+        resampled = np.fromiter((_split(r) in RESAMPLED_SPLITS for r in records), bool, len(records))
+        drawn, self.fixed = np.flatnonzero(resampled), np.flatnonzero(~resampled)
+        stratum_of = self.fold[drawn] if within_folds else np.zeros(len(drawn), np.int64)
+        self.regular = cluster_key is None  # every unit one record: replicates have equal size
+        if cluster_key is None:  # units = records, stratum by stratum (stable: record order within)
+            per = np.bincount(stratum_of, minlength=self.n_folds)
+            per = per[per > 0]
+            self.members = drawn[np.argsort(stratum_of, kind="stable")]
+            self.sizes = np.ones(len(drawn), np.int64)
+            self.highs, self.offsets = np.repeat(per, per), np.repeat(np.cumsum(per) - per, per)
+        else:
+            strata: dict[int, list[int]] = {}
+            for i, st in zip(drawn.tolist(), stratum_of.tolist(), strict=True):
+                strata.setdefault(st, []).append(i)
+            units: list[list[int]] = []
+            highs: list[int] = []
+            offsets: list[int] = []
+            for _, members in sorted(strata.items()):
                 clusters: dict[str, list[int]] = {}
                 for i in members:
                     r = records[i]
                     clusters.setdefault(str(r.groups.get(cluster_key, r.sample_id)), []).append(i)
                 stratum = list(clusters.values())
-            highs += [len(stratum)] * len(stratum)
-            offsets += [len(units)] * len(stratum)
-            units += stratum
-        self.highs = np.asarray(highs, np.int64)
-        self.offsets = np.asarray(offsets, np.int64)
-        self.sizes = np.asarray([len(u) for u in units], np.int64)
-        self.members = np.asarray([i for u in units for i in u], np.int64)
+                highs += [len(stratum)] * len(stratum)
+                offsets += [len(units)] * len(stratum)
+                units += stratum
+            self.highs = np.asarray(highs, np.int64)
+            self.offsets = np.asarray(offsets, np.int64)
+            self.sizes = np.asarray([len(u) for u in units], np.int64)
+            self.members = np.asarray([i for u in units for i in u], np.int64) if units else np.zeros(0, np.int64)
         self.starts = np.cumsum(self.sizes) - self.sizes
         self.n_drawn = len(drawn)
 
@@ -223,6 +229,12 @@ class _Evaluator:
 
     def _mean(self, rep: np.ndarray, rec: np.ndarray, rows: int) -> np.ndarray:
         f = self.design.n_folds
+        if self.design.regular and not self.metric.per_fold and len(rec):  # pooled: row sums of a gather
+            drawn = rec.reshape(rows, -1)
+            total = self.score[drawn].sum(axis=1) + self.score[self.fixed].sum()
+            n = self.member[drawn].sum(axis=1) + self.member[self.fixed].sum()
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(n > 0, total / np.where(n > 0, n, 1), np.nan)
         keys = rep * (f + 1) + np.where(self.member[rec], self.design.fold[rec], f)
         sums = np.bincount(keys, weights=self.score[rec], minlength=rows * (f + 1)).reshape(rows, f + 1)[:, :f]
         n = np.bincount(keys, minlength=rows * (f + 1)).reshape(rows, f + 1)[:, :f].astype(float)
