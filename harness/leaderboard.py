@@ -119,15 +119,18 @@ def _engine(url: str) -> Any:
     return create_engine(url, future=True, pool_pre_ping=True)
 
 
-def _retry(what: str, fn: Any) -> Any:
-    """Run `fn` again after a lock or a lost race (SQLite busy, PostgreSQL serialisation/DDL races)."""
+def _retry(what: str, fn: Any, *, ddl: bool = False) -> Any:
+    """Run `fn` again after a lock or a lost race (SQLite busy, PostgreSQL serialisation/DDL races:
+    two processes creating the same table make the loser fail on a catalog unique index, hence `ddl`)."""
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     for attempt in range(WRITE_ATTEMPTS):
         try:
             return fn()
         except IntegrityError:
-            raise
+            if not ddl or attempt == WRITE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * 2**attempt + random.uniform(0, 0.05))
         except (OperationalError, ProgrammingError):
             if attempt == WRITE_ATTEMPTS - 1:
                 raise
@@ -145,7 +148,7 @@ class Leaderboard:
                 metadata_obj.create_all(self.engine)
                 _add_missing_columns(self.engine)
 
-            _retry("create tables", create)  # N runs finishing at once race to create the tables
+            _retry("create tables", create, ddl=True)  # N runs finishing at once race to create the tables
         except Exception as exc:
             raise HarnessError(f"cannot open leaderboard database {self.url}: {_short(exc)}") from None
 
@@ -163,8 +166,11 @@ class Leaderboard:
             try:
                 _retry("add run", write)
             except IntegrityError as exc:
-                raise HarnessError(f"leaderboard {self.url} already holds run {manifest['run_id']!r}: "
-                                   f"{_short(exc)}") from None
+                if any(word in str(exc).lower() for word in ("unique", "duplicate")):
+                    raise HarnessError(f"leaderboard {self.url} already holds run {manifest['run_id']!r}: "
+                                       f"{_short(exc)}") from None
+                raise HarnessError(f"run {manifest['run_id']} finished (its files are written) but could not be "
+                                   f"added to the leaderboard {self.url}: {_short(exc)}") from None
             except SQLAlchemyError as exc:
                 raise HarnessError(f"run {manifest['run_id']} finished (its files are written) but could not be "
                                    f"added to the leaderboard {self.url}: {_short(exc)}") from None
