@@ -226,3 +226,23 @@ def test_paired_bootstrap_vectorised_equals_per_replicate():
     slow = paired_bootstrap(Metric("f1", _macro_f1, per_fold=True), a, b, cluster_key="subj", n_boot=100, seed=4)
     assert (fast.diff, fast.ci_low, fast.ci_high, fast.p_value) == pytest.approx(
         (slow.diff, slow.ci_low, slow.ci_high, slow.p_value), abs=1e-12)
+
+
+def test_multilabel_f1_under_the_bootstrap_equals_sklearn_per_replicate():
+    rng = np.random.default_rng(8)
+    n, n_labels = 40, 4
+    true = (rng.random((n, n_labels)) < 0.3).astype(int)
+    pred = np.where(rng.random((n, n_labels)) < 0.7, true, 1 - true)
+    recs = _records([list(t) for t in true], [list(p) for p in pred], [f"f{i % 2}" for i in range(n)])
+
+    def codes(rs):
+        return Coded(np.array([r.target for r in rs]), np.array([r.prediction for r in rs]), tuple(range(n_labels)))
+
+    def by_sklearn(rs):
+        return f1_score(np.array([r.target for r in rs]), np.array([r.prediction for r in rs]), average="macro",
+                        zero_division=0)
+
+    out = bootstrap([Metric("fast", classification=Classification(codes), per_fold=True),
+                     Metric("slow", by_sklearn, per_fold=True)], recs, n_boot=80, seed=1)
+    assert (out["fast"].value, out["fast"].ci_low, out["fast"].ci_high) == pytest.approx(
+        (out["slow"].value, out["slow"].ci_low, out["slow"].ci_high), abs=1e-12)
