@@ -12,6 +12,7 @@ which the metrics count as wrong; it is never mapped to a class.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, Field
 from agents.label_judges import judge_extractor
 from agents.llm import CallSettings, Extractor, ask, backend_from_context
 from harness.core import RunContext, Sample, Solver, SolverOutput, Task, digest_texts
+from harness.epochs import solve_epochs
 from harness.models.base import Message, ModelBackend, Part
 from harness.options import GenerationOptions
 from harness.registry import register_solver
@@ -81,7 +83,7 @@ class SarcasmMLLMSolver(Solver):
     def __init__(self, backend: ModelBackend, extractor: Extractor | None = None, **options: Any) -> None:
         super().__init__(**options)
         self.backend, self.extractor = backend, extractor
-        self.settings = CallSettings.from_options(self.options)
+        self.settings = dataclasses.replace(CallSettings.from_options(self.options), video_input=self.options["video"])
 
     @classmethod
     def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
@@ -102,7 +104,12 @@ class SarcasmMLLMSolver(Solver):
         return [Message.text("system", SYSTEM_PROMPT), Message("user", (*media, Part("text", text=text)))]
 
     async def solve(self, sample: Sample) -> SolverOutput:
-        answer = await ask(self.backend, self.messages(sample), SarcasmAnswer, self.settings)
+        """One sample, `-S epochs` times with seeds seed, seed+1, ... (epoch 0's answer is the prediction)."""
+        return await solve_epochs(lambda seed: self.solve_once(sample, dataclasses.replace(self.settings, seed=seed)),
+                                  self.options["epochs"], self.settings.seed)
+
+    async def solve_once(self, sample: Sample, settings: CallSettings) -> SolverOutput:
+        answer = await ask(self.backend, self.messages(sample), SarcasmAnswer, settings, role="mllm")
         info: dict[str, Any] = {"raw": answer.text[:2000]}
         if answer.value is not None:
             return SolverOutput(answer.value.sarcastic, {**info, "parsed_by": "schema"})
