@@ -282,7 +282,7 @@ def _replicates(evaluators: Sequence[_Evaluator], design: Design, n_boot: int, s
                 every: bool = False) -> list[np.ndarray]:
     """Replicate values of each evaluator (nan for metrics that are not resampled, unless `every`)."""
     out = [np.full(n_boot, np.nan) for _ in evaluators]
-    live = [i for i, e in enumerate(evaluators) if every or e.metric.resample != "none"]
+    live = [i for i, e in enumerate(evaluators) if e.n and (every or e.metric.resample != "none")]
     if not live or not design.n_drawn or n_boot <= 0:
         return out
     rng = np.random.default_rng(seed)
