@@ -1,0 +1,163 @@
+"""pad_il: HTER/ACER/APCER/BPCER by hand, AUC vs scikit-learn, OULU-NPU protocol files, cross-dataset folds,
+the incremental accuracy matrix and BWT by hand, and end-to-end runs on synthetic videos."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cv2")
+pytest.importorskip("av")
+
+from harness.core import DataError, Record, RunContext  # noqa: E402
+from harness.registry import make_solver  # noqa: E402
+from tasks.pad_il import PadIlTask, bwt_hter, hter_of  # noqa: E402
+from tasks.pad_il import padmetrics as pm  # noqa: E402
+from tasks.pad_il.synthetic import write_all, write_casia, write_msu, write_oulu  # noqa: E402
+
+# live 0.9 0.8 0.4 | print 0.7 0.2 | replay 0.6 0.85
+SCORES = [0.9, 0.8, 0.4, 0.7, 0.2, 0.6, 0.85]
+LABELS = [1, 1, 1, 0, 0, 0, 0]
+TYPES = ["live", "live", "live", "print", "print", "replay", "replay"]
+
+
+def test_eer_threshold_and_hter_by_hand():
+    # candidates: t=0.7 -> FAR 2/4, FRR 1/3 (|diff| 1/6); t=0.8 -> FAR 1/4, FRR 1/3 (|diff| 1/12, the least)
+    assert pm.eer_threshold(SCORES, LABELS) == 0.8
+    assert pm.far_frr(SCORES, LABELS, 0.8) == pytest.approx((0.25, 1 / 3))
+    assert pm.hter(SCORES, LABELS) == pytest.approx((0.25 + 1 / 3) / 2)
+    # t=0.5: attacks 0.7, 0.6, 0.85 accepted (3/4), live 0.4 rejected (1/3)
+    assert pm.hter(SCORES, LABELS, threshold=0.5) == pytest.approx((3 / 4 + 1 / 3) / 2)
+
+
+def test_apcer_is_the_worst_attack_type_and_acer_the_mean_with_bpcer():
+    apcer, bpcer, acer = pm.apcer_bpcer_acer(SCORES, LABELS, TYPES, threshold=0.8)
+    # print: 0.7, 0.2 both rejected (0/2); replay: 0.85 accepted (1/2); live 0.4 rejected (1/3)
+    assert (apcer, bpcer, acer) == pytest.approx((0.5, 1 / 3, (0.5 + 1 / 3) / 2))
+
+
+def test_auc_matches_scikit_learn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    s = np.round(rng.normal(y * 0.7, 1.0), 1)  # rounding makes ties
+    assert pm.auc(s, y) == pytest.approx(roc_auc_score(y, s))
+    assert math.isnan(pm.auc([0.1, 0.2], [1, 1]))
+
+
+def _rec(fold, domain, score, label, i):
+    return Record(f"{domain}{i}", fold, {"label": label, "attack": "live" if label else "print"},
+                  {"score": score}, {"score": score, "live": float(label)}, {"domain": domain, "subject": f"s{i}"})
+
+
+def test_incremental_accuracy_matrix_and_bwt_by_hand():
+    task = PadIlTask()
+    good = [(0.9, 1), (0.8, 1), (0.1, 0), (0.2, 0)]  # HTER 0
+    flat = [(0.5, 1), (0.5, 1), (0.5, 0), (0.5, 0)]  # HTER 0.5 (all scores equal)
+    inverted = [(0.1, 1), (0.2, 1), (0.9, 0), (0.8, 0)]  # EER point t=0.8: FAR 1, FRR 1 -> HTER 1
+    records = ([_rec("1:M", "M", s, y, i) for i, (s, y) in enumerate(good)]
+               + [_rec("2:C", "M", s, y, i) for i, (s, y) in enumerate(flat)]
+               + [_rec("2:C", "C", s, y, i) for i, (s, y) in enumerate(good)]
+               + [_rec("3:I", "M", s, y, i) for i, (s, y) in enumerate(good)]
+               + [_rec("3:I", "C", s, y, i) for i, (s, y) in enumerate(inverted)]
+               + [_rec("3:I", "I", s, y, i) for i, (s, y) in enumerate(good)])
+    report = task.report(records, "il", None)
+    assert report["hter"]["domains"] == ["M", "C", "I"]
+    assert report["hter"]["matrix"] == [[0.0, None, None], [0.5, 0.0, None], [0.0, 1.0, 0.0]]
+    # BWT: M (learnt at step 1) 0.0 -> 0.0, C (step 2) 0.0 -> 1.0: mean of (0.0, 1.0)
+    assert bwt_hter(records) == pytest.approx(0.5) == report["hter"]["bwt"]
+    assert report["hter"]["seen_mean"] == pytest.approx([0.0, 0.25, 1 / 3])
+    final = {m.name: m for m in task.metrics("il")}["hter"]
+    assert final.compute(records) == pytest.approx(1 / 3)
+
+
+def test_oulu_protocol_files_folds_and_dev_split(tmp_path):
+    write_oulu(tmp_path, phones=(1, 2, 3))
+    task = PadIlTask()
+    assert task.detect_protocol(tmp_path) == "oulu-p1"
+    (fold,) = task.folds(tmp_path, "oulu-p1")
+    assert len(fold.train) == 30 and len(fold.splits["dev"]) == 15 and len(fold.test) == 30
+    assert fold.test[0].id == "O/1_1_36_1" and fold.test[0].target == {"label": 1, "attack": "live"}
+    assert {s.target["attack"] for s in fold.test} == {"live", "print", "replay"}
+    p3 = task.folds(tmp_path, "oulu-p3")
+    assert [f.name for f in p3] == ["split1", "split2", "split3"]  # phones 4-6 absent: no test videos
+    assert all(s.id.startswith("O/2_") for s in p3[1].test)
+    assert not any(s.id.startswith("O/2_") for s in p3[1].train)
+    bad = tmp_path / "Protocols" / "Protocol_1" / "Test.txt"
+    bad.write_text("+1,1_1_36_2\n")
+    with pytest.raises(DataError, match="Test.txt: line 1: label"):
+        task.folds(tmp_path, "oulu-p1")
+
+
+def test_cross_dataset_folds_hold_out_one_domain(tmp_path):
+    write_casia(tmp_path / "CASIA-FASD")
+    write_msu(tmp_path / "MSU-MFSD")
+    task = PadIlTask()
+    folds = task.folds(tmp_path, "cross")
+    assert [f.name for f in folds] == ["C->M", "M->C"]
+    for f in folds:
+        target = f.name[-1]
+        assert {s.groups["domain"] for s in f.test} == {target}
+        assert target not in {s.groups["domain"] for s in f.train}
+
+
+def test_missing_video_is_that_samples_error(tmp_path):
+    write_casia(tmp_path / "C")
+    write_msu(tmp_path / "M")
+    task = PadIlTask()
+    folds = task.folds(tmp_path, "il")
+    solver = make_solver(task, "ncm", RunContext(), {})
+    solver.fit(folds[0].train)
+    victim = folds[0].test[0]
+    __import__("os").remove(victim.inputs["video"])
+    outs = asyncio.run(solver.solve_batch(folds[0].test))
+    assert isinstance(outs[0], DataError) and victim.inputs["video"] in str(outs[0])
+    assert all(isinstance(o, dict) and math.isfinite(o["score"]) for o in outs[1:])
+
+
+@pytest.mark.parametrize("solver", ["lbp-svm", "joint", "ncm", "majority"])
+def test_incremental_run_end_to_end(tmp_path, solver):
+    cli = pytest.importorskip("harness.cli")
+    write_all(tmp_path / "pad")
+    rc = cli.main(["run", "--task", "pad_il", "--protocol", "il", "--solver", solver, "--data", str(tmp_path / "pad"),
+                   "--out", str(tmp_path / "runs"), "--db", f"sqlite:///{tmp_path / 'lb.db'}", "--no-progress",
+                   "--bootstrap", "50"])
+    assert rc in (0, None)
+    (run_dir,) = (tmp_path / "runs").glob("pad_il-*")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_errors"] == 0 and metrics["n_samples"] == 8 + 20 + 28 + 48
+    matrix = metrics["report"]["hter"]["matrix"]
+    assert metrics["report"]["hter"]["domains"] == ["M", "C", "I", "O"]
+    assert [sum(v is not None for v in row) for row in matrix] == [1, 2, 3, 4]
+    if solver == "majority":
+        assert metrics["metrics"]["hter"]["value"] == pytest.approx(0.5)
+    else:
+        assert metrics["metrics"]["hter"]["value"] < 0.2
+
+
+def test_oulu_p1_run_reports_acer_at_the_dev_threshold(tmp_path):
+    cli = pytest.importorskip("harness.cli")
+    write_oulu(tmp_path / "oulu")
+    rc = cli.main(["run", "--task", "pad_il", "--solver", "lbp-svm", "--data", str(tmp_path / "oulu"),
+                   "--out", str(tmp_path / "runs"), "--db", f"sqlite:///{tmp_path / 'lb.db'}", "--no-progress",
+                   "--bootstrap", "50"])
+    assert rc in (0, None)
+    (run_dir,) = (tmp_path / "runs").glob("pad_il-*")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["protocol"] == "oulu-p1"
+    assert set(metrics["metrics"]) >= {"acer", "apcer", "bpcer", "hter", "auc"}
+    lines = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert {x.get("split") for x in lines} == {"dev", "test"}
+    # recompute ACER from the written scores: dev EER threshold, then test APCER/BPCER
+    dev = [x for x in lines if x["split"] == "dev"]
+    test = [x for x in lines if x["split"] == "test"]
+    t = pm.eer_threshold([x["prediction"]["score"] for x in dev], [x["target"]["label"] for x in dev])
+    acer = pm.apcer_bpcer_acer([x["prediction"]["score"] for x in test], [x["target"]["label"] for x in test],
+                               [x["target"]["attack"] for x in test], t)[2]
+    assert metrics["metrics"]["acer"]["value"] == pytest.approx(acer)
+    assert hter_of  # imported for the incremental test
