@@ -16,8 +16,8 @@ The bootstrap, spelled out so a test can redo it by hand:
 2. `rng = np.random.default_rng(seed)`; replicate b draws, for each stratum s in order,
    `rng.integers(0, U_s, U_s)` unit indices (U_s = its number of units). All replicates are drawn as
    index matrices, `rng.integers(0, highs, size=(rows, sum U_s))` with `highs` = each U_s repeated
-   U_s times, for consecutive chunks of rows (replicates); numpy draws the same numbers in the same
-   order as the loop over replicates and strata.
+   U_s times (a scalar bound when all U_s are equal), for consecutive chunks of rows (row b =
+   replicate b); numpy draws the same numbers in the same order as the loop over replicates and strata.
 3. A replicate's records: the drawn units' records, in draw order (a unit drawn twice counts twice),
    then every record of the non-resampled splits. A metric sees those of its `splits`.
 4. Each metric on each replicate: pooled, or, when `per_fold`, the mean of its per-fold values.
