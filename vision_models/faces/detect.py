@@ -11,8 +11,8 @@ count; faces in web photos stay far above the detector's 80 px minimum); boxes a
 from __future__ import annotations
 
 import importlib.util
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +47,25 @@ def _dlib() -> Any:
     return dlib
 
 
-@lru_cache(maxsize=1)
+# dlib's detector and shape predictors keep scratch buffers: sharing one between threads crashes the
+# process (seen: a segfault with solver and scorer threads both detecting). One copy per thread.
+_local = threading.local()
+
+
 def hog_detector() -> Any:
-    return _dlib().get_frontal_face_detector()
+    if not hasattr(_local, "hog"):
+        _local.hog = _dlib().get_frontal_face_detector()
+    return _local.hog
 
 
-@lru_cache(maxsize=2)
 def shape_predictor(points: int = 5) -> Any:
+    cache = _local.__dict__.setdefault("predictors", {})
+    if points not in cache:
+        cache[points] = _predictor_file(points)
+    return cache[points]
+
+
+def _predictor_file(points: int) -> Any:
     return _dlib().shape_predictor(str(model_path("landmarks68" if points == 68 else "landmarks5")))
 
 

@@ -31,11 +31,21 @@ def _gaussian_kernel(size: int = 11, sigma: float = 1.5) -> np.ndarray:
 
 
 def _filter_valid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Separable 2-D correlation of an [H, W] array with g (x) g, 'valid' region only."""
-    from numpy.lib.stride_tricks import sliding_window_view
+    """Separable 2-D correlation of an [H, W] array with g (x) g, 'valid' region only (OpenCV's float64
+    filter when installed, ~10x faster on multi-megapixel photos; the border mode never reaches the
+    valid region)."""
+    k = len(g)
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - opencv is in the faces extra
+        from numpy.lib.stride_tricks import sliding_window_view
 
-    rows = sliding_window_view(x, len(g), axis=0) @ g  # [H-k+1, W]
-    return sliding_window_view(rows, len(g), axis=1) @ g  # [H-k+1, W-k+1]
+        rows = sliding_window_view(x, k, axis=0) @ g  # [H-k+1, W]
+        return sliding_window_view(rows, k, axis=1) @ g  # [H-k+1, W-k+1]
+    full = cv2.sepFilter2D(np.ascontiguousarray(x, dtype=np.float64), cv2.CV_64F, g, g,
+                           borderType=cv2.BORDER_REFLECT)
+    h = k // 2
+    return full[h : x.shape[0] - (k - 1 - h), h : x.shape[1] - (k - 1 - h)]
 
 
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, win: int = 11, sigma: float = 1.5) -> float:

@@ -13,6 +13,7 @@ detector, not the recogniser). A face the detector misses is reported per image
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,9 @@ class FaceRecognizer:
     name: str = ""
     points: int = 5  # landmarks the alignment needs (5 for dlib's chips, 68 for the 5-point templates)
     batch_size: int = 32
+    # One forward at a time per recogniser class: dlib's net (and many torch modules) keep per-call state
+    # and crash or mix results when two threads run them at once.
+    _net_lock: threading.Lock = threading.Lock()
 
     def detect(self, image: np.ndarray) -> Face | None:
         return detect_face(image, points=self.points)
@@ -60,7 +64,8 @@ class FaceRecognizer:
         todo = [i for i, f in enumerate(found) if f is not None]
         for start in range(0, len(todo), self.batch_size):
             idx = todo[start : start + self.batch_size]
-            vecs = self._embed_aligned([imgs[i] for i in idx], [found[i] for i in idx])  # type: ignore[misc]
+            with self._net_lock:  # one forward at a time: dlib's and many torch nets are not thread-safe
+                vecs = self._embed_aligned([imgs[i] for i in idx], [found[i] for i in idx])  # type: ignore[misc]
             for i, v in zip(idx, vecs, strict=True):
                 norm = float(np.linalg.norm(v))
                 if not np.isfinite(norm) or norm == 0:

@@ -1,0 +1,99 @@
+"""fdeid: face de-identification, scored as FDeID-Toolbox's `eval_privacy_lfw.py` does.
+
+Samples are verification pairs (`loader.py`: LFW pairs.txt, identity folders, or a pairs CSV);
+solvers are protections that write protected images as artifacts (`solvers.py`); the scorer embeds
+originals and protected images with the `recognizer` role (dlib by default) and reports privacy
+(verification before/after, PSR, AUC, EER, TAR@FAR) and quality (SSIM, PSNR) (`scorer.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.core import JSON, DataError, Fold, HarnessError, Metric, Record, Sample, ScoreContext, Task
+from tasks.fdeid import solvers as _solvers  # noqa: F401 - registers the protections
+from tasks.fdeid.loader import LOADERS, detect_layout
+from tasks.fdeid.scorer import PairScorer, per_image_mean, privacy_metric
+
+DEFAULT_RECOGNIZER = "dlib"
+
+
+class FdeidTask(Task):
+    name = "fdeid"
+    description = "Face de-identification: privacy (verification, PSR) and quality of protections (FDeID-Toolbox)"
+    protocols = {
+        "lfw": "LFW View 2: pairs.txt (10 folds x 300 + 300 pairs) beside <Name>/<Name>_NNNN.jpg images",
+        "folders": "identity folders ROOT/<identity>/<image>: all genuine pairs + as many seeded impostors",
+        "pairs-csv": "a labelled pairs CSV (deepface master.csv: file_x,file_y,Decision) beside images/",
+    }
+    default_protocol = "folders"
+    default_solver = "blur"
+    data_folder = "fdeid"
+    roles = {"recognizer": DEFAULT_RECOGNIZER}
+    version = "1"
+    scorer_version = "1"
+
+    def detect_protocol(self, data_dir: Path) -> str | None:
+        return detect_layout(data_dir)
+
+    def folds(self, data_dir: Path, protocol: str) -> list[Fold]:
+        protocol = protocol or detect_layout(data_dir) or self.default_protocol
+        if protocol not in LOADERS:
+            raise DataError(f"unknown fdeid protocol {protocol!r}; known: {', '.join(LOADERS)}")
+        samples = LOADERS[protocol](data_dir)
+        # One test fold: the reference pools every pair (LFW's 10 folds are kept as a group key). The
+        # same samples are the train part, so k-Same can build its reference faces from the data.
+        return [Fold("test", samples, train=samples)]
+
+    def score(self, sample: Sample, prediction: JSON) -> dict[str, JSON]:
+        raise HarnessError("fdeid scores with a face recogniser and the run's artifacts: use ascore")
+
+    async def ascore(self, sample: Sample, prediction: JSON, ctx: ScoreContext) -> dict[str, JSON]:
+        role = ctx.roles.get("recognizer")
+        spec = role.model if role is not None else DEFAULT_RECOGNIZER
+        scorer: PairScorer = ctx.resource(f"fdeid-recognizer:{spec}", lambda: PairScorer.from_spec(spec))
+        store = ctx.artifacts
+        if store is None:
+            raise HarnessError("fdeid scoring needs the run's artifact store (protected images)")
+        return await ctx.run_cpu(scorer.score_pair, sample.target, prediction, store.load_image)
+
+    def metrics(self, protocol: str) -> list[Metric]:
+        # Privacy numbers are set-level (a threshold chosen on the same pairs; pairs share images), as the
+        # reference reports them: no bootstrap. SSIM/PSNR are means over images and get a CI.
+        def setlevel(name: str, key: str, higher: bool = True) -> Metric:
+            return Metric(name, privacy_metric(key), higher_is_better=higher, resample="none")
+
+        return [
+            setlevel("psr", "psr"),
+            setlevel("orig_verification_accuracy", "orig_accuracy"),
+            setlevel("verification_accuracy", "accuracy", higher=False),
+            setlevel("auc", "auc", higher=False),
+            setlevel("eer", "eer"),
+            setlevel("tar_at_far_1", "tar_at_far_1", higher=False),
+            setlevel("tar_at_far_0_1", "tar_at_far_0_1", higher=False),
+            setlevel("tar_at_far_10", "tar_at_far_10", higher=False),
+            setlevel("orig_auc", "orig_auc"),
+            setlevel("orig_eer", "orig_eer", higher=False),
+            setlevel("orig_tar_at_far_1", "orig_tar_at_far_1"),
+            setlevel("threshold", "orig_threshold"),
+            setlevel("psr_orig_landmarks", "psr_orig_landmarks"),
+            setlevel("verification_accuracy_orig_landmarks", "accuracy_orig_landmarks", higher=False),
+            setlevel("auc_orig_landmarks", "auc_orig_landmarks", higher=False),
+            Metric("ssim", per_image_mean("ssim")),
+            Metric("psnr", per_image_mean("psnr")),
+        ]
+
+    def report(self, records: Sequence[Record], protocol: str, out_dir: Path) -> dict[str, JSON]:
+        scored = [r for r in records if "orig_sim" in r.scores]
+        errors = [r for r in records if not r.ok]
+        out: dict[str, Any] = {"n_pairs_scored": len(scored), "n_genuine": sum(r.scores["same"] for r in scored),
+                               "n_pairs_errored": len(errors)}
+        faces: dict[str, int] = {}
+        for r in scored:
+            faces[str(r.target["a"])] = int(r.scores.get("prot_face_a", 1))
+            faces[str(r.target["b"])] = int(r.scores.get("prot_face_b", 1))
+        out["protected_images"] = len(faces)
+        out["protected_images_without_detectable_face"] = len(faces) - sum(faces.values())
+        return out

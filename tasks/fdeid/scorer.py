@@ -1,0 +1,139 @@
+"""Per-pair scores and set-level metrics of a protection run.
+
+Per pair: the cosine similarity of the two originals and of the two protected images under the
+`recognizer` role, and SSIM/PSNR of each protected image against its original. The set-level numbers
+(verification accuracy, PSR, AUC, EER, TAR@FAR) are `vision_models.privacy_eval` on all pairs pooled;
+SSIM/PSNR are means over distinct images (an image in many pairs counts once).
+
+Two ways to embed a protected image, both reported:
+- `prot_sim` (the headline `psr`, `verification_accuracy`, ...): the recogniser detects the face on the
+  protected image itself, as an attacker would; a protected image with no detectable face counts as
+  protected (similarity -1), never dropped. This is the issue's rule.
+- `prot_sim_lmk` (`*_orig_landmarks` metrics): FDeID `eval_privacy_lfw.py`'s way, the protected image
+  embedded at the face found on its original. For a black mask every protected face is then the same
+  black chip (similarity ~1 for every pair, PSR ~0), which is why it is not the headline.
+An original without a detectable face is that pair's error (its identity cannot be verified).
+Embeddings and quality values are memoised per image in the run-wide `PairScorer`
+(`ScoreContext.resource`), so an image shared by many pairs is embedded once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from harness.core import DataError, HarnessError, Record
+from vision_models.faces import quality
+from vision_models.faces.detect import load_image
+from vision_models.faces.memo import Once
+from vision_models.faces.recognizers import FaceEmbedding, FaceRecognizer, cosine, load_recognizer
+from vision_models.privacy_eval import privacy_report
+
+
+class PairScorer:
+    """A recogniser plus per-image memos of original embeddings and protected-image results."""
+
+    def __init__(self, recognizer: FaceRecognizer) -> None:
+        self.recognizer = recognizer
+        self._orig = Once()
+        self._prot = Once()
+
+    @classmethod
+    def from_spec(cls, spec: str) -> PairScorer:
+        return cls(load_recognizer(spec))
+
+    def original(self, path: str, image: np.ndarray | None = None) -> FaceEmbedding:
+        hit: FaceEmbedding = self._orig.get(
+            path, lambda: self.recognizer.embed_faces([image if image is not None else load_image(path)])[0])
+        if hit.vector is None:
+            raise DataError(f"{path}: {hit.reason or 'no face'} in the original, so this pair cannot be verified")
+        return hit
+
+    def protected(self, path: str, ref: str, load_protected: Callable[[str], np.ndarray]) -> dict[str, Any]:
+        """Embedding of the protected image at the original's face, and its SSIM/PSNR to the original."""
+        return self._prot.get((path, ref), lambda: self._protected(path, ref, load_protected))
+
+    def _protected(self, path: str, ref: str, load_protected: Callable[[str], np.ndarray]) -> dict[str, Any]:
+        original = load_image(path)
+        emb = self.original(path, original)
+        prot = load_protected(ref)
+        if prot.ndim == 2:
+            prot = np.repeat(prot[:, :, None], 3, axis=2)
+        if prot.shape != original.shape:
+            raise HarnessError(f"protected image {ref} is {prot.shape}, its original {path} is {original.shape}")
+        at_orig = self.recognizer.embed_faces([prot], faces=[emb.face])[0]
+        detected = self.recognizer.embed_faces([prot])[0]
+        return {"vector": detected.vector, "reason": detected.reason, "vector_lmk": at_orig.vector,
+                "ssim": quality.ssim(original, prot), "psnr": quality.psnr(original, prot)}
+
+    def score_pair(self, target: Mapping[str, Any], prediction: Mapping[str, Any],
+                   load_protected: Callable[[str], np.ndarray]) -> dict[str, Any]:
+        if not isinstance(prediction, Mapping) or not all(isinstance(prediction.get(s), str) for s in "ab"):
+            raise HarnessError(f"prediction must map 'a' and 'b' to protected-image artifacts, got {prediction!r}")
+        a, b = str(target["a"]), str(target["b"])
+        pa = self.protected(a, prediction["a"], load_protected)
+        pb = self.protected(b, prediction["b"], load_protected)
+        orig = cosine(self.original(a).vector, self.original(b).vector)
+        def sim(key: str) -> float | None:
+            return cosine(pa[key], pb[key]) if pa[key] is not None and pb[key] is not None else None
+
+        prot = sim("vector")
+        return {
+            "same": int(target["same"]), "orig_sim": orig, "prot_sim": prot, "prot_sim_lmk": sim("vector_lmk"),
+            "ssim_a": pa["ssim"], "ssim_b": pb["ssim"], "psnr_a": pa["psnr"], "psnr_b": pb["psnr"],
+            "prot_face_a": int(pa["vector"] is not None), "prot_face_b": int(pb["vector"] is not None),
+        }
+
+
+# ------------------------------------------------------------------------------------------- metrics
+def _scored(records: Sequence[Record]) -> list[Record]:
+    return [r for r in records if "orig_sim" in r.scores]
+
+
+def privacy_values(records: Sequence[Record]) -> dict[str, float]:
+    rs = _scored(records)
+    if not rs:
+        return {}
+    orig, same = [r.scores["orig_sim"] for r in rs], [r.scores["same"] for r in rs]
+    values = privacy_report(orig, [r.scores["prot_sim"] for r in rs], same).flat()
+    at_lmk = privacy_report(orig, [r.scores.get("prot_sim_lmk") for r in rs], same).flat()
+    values.update({f"{k}_orig_landmarks": v for k, v in at_lmk.items() if not k.startswith("orig_")})
+    return values
+
+
+_MEMO: dict[tuple[int, ...], dict[str, float]] = {}
+_MEMO_LOCK = threading.Lock()
+
+
+def privacy_metric(key: str) -> Callable[[Sequence[Record]], float]:
+    """One number of the privacy report (the report is computed once per record set)."""
+
+    def fn(records: Sequence[Record]) -> float:
+        memo_key = tuple(id(r) for r in records)
+        with _MEMO_LOCK:
+            values = _MEMO.get(memo_key)
+        if values is None:
+            values = privacy_values(records)
+            with _MEMO_LOCK:
+                if len(_MEMO) > 8:
+                    _MEMO.clear()
+                _MEMO[memo_key] = values
+        return float(values.get(key, float("nan")))
+
+    return fn
+
+
+def per_image_mean(score: str) -> Callable[[Sequence[Record]], float]:
+    """Mean of a per-image score over distinct images (an image in many pairs counts once)."""
+
+    def fn(records: Sequence[Record]) -> float:
+        values: dict[str, float] = {}
+        for r in _scored(records):
+            values[str(r.target["a"])] = float(r.scores[f"{score}_a"])
+            values[str(r.target["b"])] = float(r.scores[f"{score}_b"])
+        return float(np.mean(list(values.values()))) if values else float("nan")
+
+    return fn

@@ -1,0 +1,147 @@
+"""fdeid task: pair protocols (LFW pairs.txt, identity folders, pairs CSV) and end-to-end runs on real faces."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.core import DataError
+
+pytest.importorskip("dlib")
+from tasks.fdeid.loader import csv_samples, folder_pairs, folder_samples, lfw_samples, parse_lfw_pairs  # noqa: E402
+
+
+def _identity_tree(deepface: Path, dest: Path, identities: set[str] | None = None) -> Path:
+    """deepface's images as ROOT/<identity>/<image> (symlinks; identities.csv is the mapping)."""
+    with (deepface / "identities.csv").open() as f:
+        for row in csv.DictReader(f):
+            if identities and row["identity_id"] not in identities:
+                continue
+            d = dest / row["identity_id"]
+            d.mkdir(parents=True, exist_ok=True)
+            os.symlink(deepface / row["file"], d / Path(row["file"]).name)
+    return dest
+
+
+@pytest.fixture
+def deepface(shared_data):
+    return shared_data("deepface_verification_pairs")
+
+
+# ----------------------------------------------------------------------------------------- protocols
+def test_lfw_pairs_txt_is_ten_folds_of_300_matched_then_300_mismatched(shared_data):
+    pairs = parse_lfw_pairs(shared_data("lfw_pairs_protocol") / "pairs.txt")
+    assert len(pairs) == 6000
+    assert sorted({p[0] for p in pairs}) == list(range(1, 11))
+    for fold in range(1, 11):
+        rows = [p for p in pairs if p[0] == fold]
+        assert [p[5] for p in rows] == [1] * 300 + [0] * 300
+    assert (10, "Anthony_Hopkins", 1, "Anthony_Hopkins", 2, 1) in pairs  # line 5418 of pairs.txt
+
+
+def test_lfw_header_that_disagrees_with_the_body_names_the_file(tmp_path):
+    (tmp_path / "pairs.txt").write_text("2\t1\nA\t1\t2\nA\t1\tB\t1\n")
+    with pytest.raises(DataError, match="pairs.txt: header promises 2 x 2 x 1 = 4 pairs, found 2"):
+        parse_lfw_pairs(tmp_path / "pairs.txt")
+
+
+def test_folders_protocol_takes_every_pair_of_a_small_set(deepface, tmp_path):
+    root = _identity_tree(deepface, tmp_path / "faces")
+    samples = folder_samples(root)
+    # 25 images -> 300 pairs (< 5,000: all of them); genuine = the 38 'Yes' pairs of deepface's master.csv.
+    assert len(samples) == 300
+    assert sum(s.target["same"] for s in samples) == 38
+    assert len({s.id for s in samples}) == 300
+
+
+def test_folders_protocol_draws_as_many_seeded_impostors_as_genuine_pairs(deepface, tmp_path):
+    from tasks.fdeid.loader import identity_tree
+
+    tree = identity_tree(_identity_tree(deepface, tmp_path / "faces"))
+    pairs = folder_pairs(tree, all_below=10)  # force sampling
+    genuine = [p for p in pairs if p[2] == 1]
+    impostor = [p for p in pairs if p[2] == 0]
+    assert len(genuine) == sum(len(v) * (len(v) - 1) // 2 for v in tree.values()) == 38
+    assert len(impostor) == 38 and len(set(impostor)) == 38
+    assert all(a.parent.name != b.parent.name for a, b, _ in impostor)
+    assert folder_pairs(tree, all_below=10) == pairs  # the same pairs every run
+
+
+def test_pairs_csv_protocol_reads_deepface_master_csv(deepface):
+    samples = csv_samples(deepface)
+    assert len(samples) == 300 and sum(s.target["same"] for s in samples) == 38
+    assert all(Path(s.target["a"]).is_file() and Path(s.target["b"]).is_file() for s in samples)
+
+
+def test_identity_folders_need_a_genuine_pair(shared_data):
+    with pytest.raises(DataError, match="no identity has two images"):
+        folder_samples(shared_data("facenet_pytorch_aligned_faces") / "test_images_aligned")
+
+
+# ----------------------------------------------------------------------------------------- end to end
+def _run(data: Path, solver: str, out: Path, protocol: str = "", **options):
+    from harness.runner import RunConfig, RunSettings, run
+
+    cfg = RunConfig(task="fdeid", protocol=protocol, solver=solver, solver_options=tuple(options.items()), n_boot=50)
+    return run(cfg, RunSettings(data=data, out_dir=out, show_progress=False, concurrency=4))
+
+
+def _value(result, name):
+    return result.metrics[name].value
+
+
+@pytest.mark.slow
+def test_done_when_identity_and_mask_on_identity_folders(deepface, tmp_path):
+    root = _identity_tree(deepface, tmp_path / "faces")
+    ident = _run(root, "identity", tmp_path / "runs", protocol="folders")
+    assert ident.n_errors == 0
+    assert _value(ident, "orig_verification_accuracy") >= 0.95
+    assert _value(ident, "psr") <= 0.05
+    assert _value(ident, "ssim") >= 0.999
+    masked = _run(root, "mask", tmp_path / "runs", protocol="folders")
+    assert _value(masked, "psr") >= 0.9
+    assert masked.report["protected_images_without_detectable_face"] == 25
+    # Protected images are artifacts of the run; the record points at them.
+    rec = next(r for r in masked.records if r.ok)
+    assert set(rec.artifacts) == {"a", "b"}
+    assert (tmp_path / "runs" / "artifacts" / rec.artifacts["a"]).is_file()
+
+
+def test_missing_lfw_image_is_that_pairs_error_naming_the_file(shared_data, tmp_path):
+    lfw = shared_data("lfw_pairs_protocol")
+    root = tmp_path / "lfw"
+    (root / "Anthony_Hopkins").mkdir(parents=True)
+    for n in (1, 2):
+        os.symlink(lfw / "images" / "Anthony_Hopkins" / f"Anthony_Hopkins_000{n}.jpg",
+                   root / "Anthony_Hopkins" / f"Anthony_Hopkins_000{n}.jpg")
+    (root / "pairs.txt").write_text("1\t1\nAnthony_Hopkins\t1\t2\nAnthony_Hopkins\t2\tOrlando_Bloom\t1\n")
+    assert [s.target["same"] for s in lfw_samples(root)] == [1, 0]
+    result = _run(root, "blur", tmp_path / "runs")
+    ok = [r for r in result.records if r.ok]
+    bad = [r for r in result.records if not r.ok]
+    assert len(ok) == 1 and ok[0].scores["orig_sim"] > 0.9  # the real LFW positive pair
+    assert len(bad) == 1 and "Orlando_Bloom_0001.jpg" in bad[0].error
+
+
+def test_solver_options_are_typed_and_checked():
+    from harness.core import HarnessError, RunContext
+    from harness.registry import get_task, make_solver
+
+    task = get_task("fdeid")
+    assert make_solver(task, "blur", RunContext(), {"kernel": "31"}).options == {"kernel": 31, "sigma": 0.0}
+    with pytest.raises(HarnessError, match="unknown option 'kernal'"):
+        make_solver(task, "blur", RunContext(), {"kernal": 3})
+    assert make_solver(task, "noise", RunContext(seed=7), {}).options["seed"] == 7
+
+
+def test_every_cpu_protection_runs_on_a_few_pairs(deepface, tmp_path):
+    root = _identity_tree(deepface, tmp_path / "faces", identities={"id03", "id05"})  # 4 images, 6 pairs
+    for solver in ("blur", "pixelate", "noise", "ksame"):
+        res = _run(root, solver, tmp_path / "runs")
+        assert res.n_errors == 0, [r.error for r in res.records if r.error]
+        assert 0 < _value(res, "ssim") < 1
+        assert all(itertools.chain.from_iterable(r.artifacts.values() for r in res.records))
