@@ -52,7 +52,8 @@ def make_backend(
     if model.startswith("hf:"):
         from harness.models.hf_backend import HFBackend
 
-        backend = HFBackend(model.removeprefix("hf:"), frame_cache_dir=frames_dir)
+        # batches of up to --concurrency requests (agent graphs add calls per sample; memory is the limit)
+        backend = HFBackend(model.removeprefix("hf:"), frame_cache_dir=frames_dir, max_batch=max(1, concurrency))
     elif model.startswith("vllm:"):
         from harness.models.vllm_backend import VLLMBackend
 
