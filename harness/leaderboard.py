@@ -196,16 +196,20 @@ class Leaderboard:
         if rows:
             conn.execute(insert(metrics_table), rows)
 
-    def measured(self, task: str | None = None) -> list[BoardRow]:
+    def measured(self, task: str | None = None, run_id: str | None = None) -> list[BoardRow]:
         q = select(runs_table).order_by(runs_table.c.task, runs_table.c.finished)
+        mq = select(metrics_table)
         if task:
             q = q.where(runs_table.c.task == task)
+            mq = mq.where(metrics_table.c.run_id.in_(select(runs_table.c.run_id).where(runs_table.c.task == task)))
+        if run_id:
+            q, mq = q.where(runs_table.c.run_id == run_id), mq.where(metrics_table.c.run_id == run_id)
         from sqlalchemy.exc import SQLAlchemyError
 
         try:
             with self.engine.connect() as conn:
                 runs = conn.execute(q).mappings().all()
-                mrows = conn.execute(select(metrics_table)).mappings().all()
+                mrows = conn.execute(mq).mappings().all()
         except SQLAlchemyError as exc:
             raise HarnessError(f"cannot read leaderboard {self.url}: {_short(exc)}") from None
         by_run: dict[str, dict[str, dict[str, float | None]]] = {}

@@ -261,3 +261,15 @@ def test_index_lists_tasks_protocols_and_row_counts(db_url: str, tmp_path: Path)
     tasks = {t["task"]: t for t in client.get("/api/tasks").json()}
     assert tasks["sarcasm"]["protocols"]["speaker-dependent"] == 1 and tasks["sarcasm"]["rows"] == 1
     assert "speaker-independent" in client.get("/").text
+
+
+def test_joint_replicates_are_the_runs_own_bootstrap_when_it_has_no_errors(db_url: str, tmp_path: Path) -> None:
+    """Without errored samples the board's shared resamples are exactly harness.stats' draws for the run,
+    so the stored replicates reproduce the run's CI; with errors they still share the resamples."""
+    client = TestClient(create_app(settings(db_url)))
+    assert post(client, write_run(tmp_path, "j", quarter_wrong)).status_code == 201
+    reps = client.app.state.store.replicates(["j"])["j"]
+    ci = client.get("/api/runs/j").json()["metrics"]["weighted_f1"]
+    assert len(reps) == 100
+    assert 100 * np.percentile(reps, 2.5) == pytest.approx(ci["ci_low"])
+    assert 100 * np.percentile(reps, 97.5) == pytest.approx(ci["ci_high"])

@@ -90,6 +90,7 @@ def create_app(settings: BoardSettings) -> FastAPI:
     app = FastAPI(title="harness board", docs_url="/api/docs", redoc_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     server_tasks: dict[tuple[str, str], ServerTask] = {}
+    views_cache: dict[tuple[str, str | None], tuple[tuple[int, int], list[ranking.Group]]] = {}
 
     def page(name: str, **ctx: Any) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(**ctx))
@@ -111,9 +112,16 @@ def create_app(settings: BoardSettings) -> FastAPI:
         t = known_task(task)
         if protocol and protocol not in t.protocols:
             raise HTTPException(404, "no such protocol")
-        rows = store.measured(task)
-        groups = ranking.build_groups(store, t, rows, protocol=protocol, paired_rows=settings.paired_rows,
-                                      paired_boot=settings.paired_boot)
+        version = store.version()
+        key = (task, protocol)
+        hit = views_cache.get(key)
+        if hit is not None and hit[0] == version:
+            groups = hit[1]
+        else:  # ranking and paired tests change only when rows are added
+            rows = store.measured(task)
+            groups = ranking.build_groups(store, t, rows, protocol=protocol, paired_rows=settings.paired_rows,
+                                          paired_boot=settings.paired_boot)
+            views_cache[key] = (version, groups)
         references = [r for r in refs(task) if not protocol or r.protocol == protocol]
         return {"task": t, "groups": groups, "references": references, "protocol": protocol,
                 "attempts": store.attempts(task), "baseline": ranking.baseline_solver(t)}
@@ -140,14 +148,15 @@ def create_app(settings: BoardSettings) -> FastAPI:
         return tasks_json()
 
     @app.get("/task/{task}", response_class=HTMLResponse)
-    def task_page(task: str, protocol: str | None = None) -> HTMLResponse:
+    def task_page(task: str, protocol: str | None = None, limit: int = Query(100, ge=0)) -> HTMLResponse:
+        """One table per comparable group; the first `limit` rows of each (0 = all), ranked over all."""
         view = task_view(task, protocol)
-        return page("task.html", **view)
+        return page("task.html", limit=limit, **view)
 
     @app.get("/api/tasks/{task}")
-    def api_task(task: str, protocol: str | None = None) -> dict[str, Any]:
+    def api_task(task: str, protocol: str | None = None, limit: int = Query(0, ge=0)) -> dict[str, Any]:
         view = task_view(task, protocol)
-        return {"task": task, "protocol": protocol, "groups": [_group_json(g) for g in view["groups"]],
+        return {"task": task, "protocol": protocol, "groups": [_group_json(g, limit) for g in view["groups"]],
                 "references": [_ref_json(r) for r in view["references"]], "attempts": view["attempts"]}
 
     @app.get("/api/tasks/{task}/rows.csv")
@@ -203,7 +212,7 @@ def create_app(settings: BoardSettings) -> FastAPI:
                  offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)) -> HTMLResponse:
         run = run_view(run_id)
         samples, total = browse(run.run_id, fold, status, offset, limit)
-        rows = [r for r in store.measured(run.row["task"]) if r.source == run.run_id]
+        rows = store.measured(run_id=run.run_id)
         return page("run.html", run=run, row=rows[0] if rows else None, plots=store.plot_names(run.run_id),
                     samples=samples, total=total, fold=fold, status=status, offset=offset, limit=limit,
                     report_tables=report_tables(run.report))
@@ -221,7 +230,7 @@ def create_app(settings: BoardSettings) -> FastAPI:
     @app.get("/api/runs/{run_id}")
     def api_run(run_id: str) -> dict[str, Any]:
         run = run_view(run_id)
-        rows = [r for r in store.measured(run.row["task"]) if r.source == run.run_id]
+        rows = store.measured(run_id=run.run_id)
         return {"run_id": run.run_id, "manifest": run.manifest, "origin": run.row.get("origin") or "local",
                 "submitter": run.row.get("submitter"), "metrics": rows[0].metrics if rows else {},
                 "report": run.report, "plots": [f"/run/{run.run_id}/plot/{n}" for n in store.plot_names(run.run_id)],
@@ -352,7 +361,7 @@ def report_tables(report: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _group_json(g: ranking.Group) -> dict[str, Any]:
+def _group_json(g: ranking.Group, limit: int = 0) -> dict[str, Any]:
     def comp(c: Any) -> Any:
         return None if c is None else {k: (None if isinstance(v, float) and math.isnan(v) else v)
                                        for k, v in asdict(c).items()}
@@ -363,7 +372,8 @@ def _group_json(g: ranking.Group) -> dict[str, Any]:
                  "method": it["row"].method, "metrics": it["row"].metrics, "n_samples": it["row"].n_samples,
                  "n_errors": it["row"].n_errors, "origin": it["row"].extra.get("origin"),
                  "submitter": it["row"].extra.get("submitter"), "vs_leader": comp(it["vs_leader"]),
-                 "vs_baseline": comp(it["vs_baseline"])} for it in g.rows]}
+                 "vs_baseline": comp(it["vs_baseline"])} for it in (g.rows[:limit] if limit else g.rows)],
+            "n_rows": len(g.rows)}
 
 
 def _ref_json(r: BoardRow) -> dict[str, Any]:

@@ -9,8 +9,8 @@ submitter; it never echoes more than a short, sanitised piece of the offending v
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import math
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -208,66 +208,24 @@ def headline_replicates(metric: Metric, task: Task, server: ServerTask, records:
                         n_boot: int, seed: int) -> np.ndarray | None:
     """The headline metric on `n_boot` resamples that depend only on the server's sample list and
     `seed`, never on the run: replicate k of every run on the board uses the same resample, so the
-    matrix of all runs' replicates gives rank intervals (a joint bootstrap). Units are the task's
-    clusters (or samples), drawn within folds unless the task pools folds. Errored samples drop out
-    of a resample, as they drop out of the point value."""
+    matrix of all runs' replicates gives rank intervals (a joint bootstrap). The design (folds,
+    clusters, strata) is harness.stats' own, built from the server's samples; a run's errored samples
+    are in every draw but count for nothing, as they drop out of its point value."""
+    from harness.stats import Design, _Evaluator, _replicates
+
     if getattr(metric, "resample", "samples") == "none" or n_boot <= 0:
         return None
-    splits = tuple(getattr(metric, "splits", ("test",)))
-    test_keys = [k for k in server.order if k[0] == "test"]
-    by_key = {(r.fold, r.sample_id): r for r in records if getattr(r, "split", "test") == "test"}
-    fixed = [r for r in records if r.ok and getattr(r, "split", "test") != "test" and r.split in splits]
-    within = bool(getattr(task, "bootstrap_within_folds", True))
-    strata: dict[str, list[int]] = {}
-    for i, (_, fold, _) in enumerate(test_keys):
-        strata.setdefault(fold if within else "*", []).append(i)
-    units: list[list[np.ndarray]] = []
-    for idx in strata.values():
-        if task.cluster_key is None:
-            units.append([np.asarray([i]) for i in idx])
-            continue
-        groups: dict[str, list[int]] = {}
-        for i in idx:
-            sample = server.samples[test_keys[i]]
-            groups.setdefault(str(sample.groups.get(task.cluster_key, sample.id)), []).append(i)
-        units.append([np.asarray(g) for g in groups.values()])
-    row = [by_key.get((f, s)) for _, f, s in test_keys]
-    ok = np.asarray([r is not None and r.ok for r in row])
-    scores = None
-    if metric.mean_of is not None:
-        scores = np.asarray([float(r.scores.get(metric.mean_of, math.nan)) if r is not None and r.ok else math.nan
-                             for r in row])
-    rng = np.random.default_rng(seed)
-    reps = np.empty(n_boot)
-    for k in range(n_boot):
-        picked = [np.concatenate([u[j] for j in rng.integers(0, len(u), len(u))]) for u in units]
-        reps[k] = _value(metric, row, ok, scores, picked, fixed, within)
+    by_key = {(getattr(r, "split", "test"), r.fold, r.sample_id): r for r in records}
+    template, mine = [], []
+    for key in server.order:
+        sample = server.samples[key]
+        template.append(Record(sample.id, key[1], sample.target, None, {}, dict(sample.groups), split=key[0]))
+        r = by_key[key]
+        # an errored record joins no metric: a split name no metric asks for
+        mine.append(r if r.ok else dataclasses.replace(r, split="(errored)"))
+    design = Design(template, task.cluster_key, bool(getattr(task, "bootstrap_within_folds", True)))
+    (reps,) = _replicates([_Evaluator(metric, design, mine)], design, n_boot, seed, every=True)
     return reps
-
-
-def _value(metric: Metric, row: list[Record | None], ok: np.ndarray, scores: np.ndarray | None,
-           picked: list[np.ndarray], fixed: list[Record], within: bool) -> float:
-    parts = picked if (metric.per_fold and within) else [np.concatenate(picked)]
-    values = []
-    for idx in parts:
-        idx = idx[ok[idx]]
-        if scores is not None:
-            values.append(float(scores[idx].mean()) if len(idx) else math.nan)
-        else:
-            subset = [row[i] for i in idx]
-            if metric.per_fold and not within:
-                values.append(float(np.mean([metric.compute(g) for g in _by_fold(subset)])) if subset else math.nan)
-            else:
-                values.append(metric.compute(subset + fixed) if subset else math.nan)
-    return float(np.mean(values)) if values else math.nan
-
-
-def _by_fold(records: list[Record | None]) -> list[list[Record]]:
-    out: dict[str, list[Record]] = {}
-    for r in records:
-        if r is not None:
-            out.setdefault(r.fold, []).append(r)
-    return list(out.values())
 
 
 @dataclass

@@ -121,9 +121,11 @@ def run_plots(report: dict[str, Any], records: Sequence[Record], report_dir: Pat
         for f in sorted(report_dir.rglob("*.png")):
             if len(plots) < MAX_PLOTS and f.is_file() and f.stat().st_size <= MAX_PLOT_BYTES:
                 plots[safe_plot_name(f.name)] = f.read_bytes()
-    for where, rows, cols, counts in find_confusion_matrices(report):
-        if len(plots) >= MAX_PLOTS:
-            break
+    found = list(find_confusion_matrices(report))
+    top = min((w.count(".") for w, *_ in found), default=0)
+    for where, rows, cols, counts in found:  # the outermost ones (pooled), not one per fold
+        if len(plots) >= MAX_PLOTS or where.count(".") > top:
+            continue
         try:
             plots[safe_plot_name(f"confusion_{where}")] = confusion_png(f"confusion matrix: {where}", rows, cols,
                                                                         counts)

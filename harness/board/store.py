@@ -207,6 +207,13 @@ class BoardStore(Leaderboard):
             return conn.execute(select(plots_table.c.png).where(
                 plots_table.c.run_id == run_id, plots_table.c.name == name)).scalar()
 
+    def version(self) -> tuple[int, int]:
+        """Changes whenever a row or an audit line is added (cache key of the task pages)."""
+        with self.engine.connect() as conn:
+            n = conn.execute(select(func.count()).select_from(runs_table)).scalar_one()
+            last = conn.execute(select(func.max(audit_table.c.id))).scalar()
+        return int(n), int(last or 0)
+
     def counts(self) -> dict[str, dict[str, int]]:
         """task -> protocol -> number of measured rows."""
         q = select(runs_table.c.task, runs_table.c.protocol, func.count()).group_by(
