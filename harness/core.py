@@ -183,8 +183,11 @@ class ScoreContext:
     requests in flight keep going."""
 
     def __init__(self, roles: Mapping[str, RoleSpec] | None = None, artifacts: ArtifactStore | None = None,
-                 seed: int = 0, executor: Any = None) -> None:
+                 seed: int = 0, executor: Any = None, run: RunContext | None = None) -> None:
         self.roles: Mapping[str, RoleSpec] = dict(roles or {})
+        # the run's settings for model roles: cache, timeouts, retries, --base-url, transcripts
+        # (`harness.grading.judge_panel(sctx)` builds the judges from it)
+        self.run = run
         self.artifacts = artifacts
         self.seed = seed
         self._executor = executor

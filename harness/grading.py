@@ -242,6 +242,18 @@ class GradingPanel:
             await seat.backend.aclose()
 
 
+def judge_panel(sctx: Any, *, quorum: int | None = None) -> GradingPanel:
+    """The run's judge panel (roles judge, judge2, … from `--judge MODEL@URL`), built once per run and
+    shared by every sample's scoring: `panel = judge_panel(sctx)` in a task's `ascore`."""
+    from harness.roles import judge_roles
+
+    specs = judge_roles(sctx.roles)
+    if not specs:
+        raise HarnessError("this task is scored by MLLM judges: give at least two, each on its own endpoint "
+                           "(--judge MODEL@http://HOST:PORT/v1, repeatable)")
+    return sctx.resource("harness.grading.panel", lambda: GradingPanel.from_roles(specs, sctx.run, quorum=quorum))
+
+
 def rubric_agreement(gradings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Per question, the judges' agreement over items (`Grading.to_dict()`s, e.g. read back from
     samples.jsonl): Cohen's kappa for two judges, Fleiss' for more, over items every judge answered;

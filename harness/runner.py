@@ -222,7 +222,7 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
 
     async def main() -> None:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="harness-score") as pool:
-            sctx = ScoreContext(roles=roles, artifacts=artifacts, seed=config.seed, executor=pool)
+            sctx = ScoreContext(roles=roles, artifacts=artifacts, seed=config.seed, executor=pool, run=ctx)
             scorer = Scorer(task, sctx, cache, scorer_identity)
             sink = SampleSink(scorer, cache, progress)
             solve = solve_local
