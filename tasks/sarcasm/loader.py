@@ -5,7 +5,6 @@ Every problem with a file raises `DataError` naming the file and what is wrong w
 
 from __future__ import annotations
 
-import csv
 import json
 import pickle
 from collections.abc import Mapping, Sequence
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core import DataError, Sample
+from harness.datafiles import read_csv_rows, read_json
 from tasks.sarcasm.python2_order import python2_dict_order
 
 ANNOTATIONS_FILE = "sarcasm_data.json"
@@ -165,12 +165,7 @@ def read_official_split_pickle(path: Path) -> list[tuple[list[int], list[int]]]:
 
 def read_derived_split_json(path: Path) -> list[tuple[list[int], list[int]]]:
     """The raw index pairs kept in the JSON conversion of the pickle (`folds[*].train_idx/test_idx`)."""
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+    content = read_json(path)
     folds = content.get("folds") if isinstance(content, dict) else None
     if not isinstance(folds, list) or not all(isinstance(f, dict) for f in folds):
         raise DataError(f"{path}: expected an object with a 'folds' list")
@@ -227,13 +222,7 @@ def _context_number(key: str) -> tuple[int, str]:
 
 def mustard_plus_plus_samples(path: Path) -> dict[str, Sample]:
     """MUStARD++ utterances (`<SCENE>_u` rows) with their `<SCENE>_c_<NN>` context, keyed by scene."""
-    try:
-        with path.open(encoding="utf-8", newline="") as file:
-            rows = list(csv.DictReader(file))
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read CSV: {exc}") from exc
+    rows = read_csv_rows(path)  # a short (truncated) row or a bad encoding is a DataError naming the row
     missing = [c for c in _PLUS_PLUS_COLUMNS if not rows or c not in rows[0]]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)} (or no rows)")
