@@ -145,3 +145,29 @@ def test_every_cpu_protection_runs_on_a_few_pairs(deepface, tmp_path):
         assert res.n_errors == 0, [r.error for r in res.records if r.error]
         assert 0 < _value(res, "ssim") < 1
         assert all(itertools.chain.from_iterable(r.artifacts.values() for r in res.records))
+
+
+# ----------------------------------------------------------------------------------------------- report
+def test_pareto_front_by_hand():
+    from tasks.fdeid.report import pareto_front
+
+    # (ssim, psr): identity (1, 0) and mask (0.85, 1) are on the front; (0.8, 0.5) is dominated by mask;
+    # blur (0.95, 0.6) is on it; (0.95, 0.4) is dominated by blur.
+    pts = [(1.0, 0.0), (0.85, 1.0), (0.8, 0.5), (0.95, 0.6), (0.95, 0.4)]
+    assert pareto_front(pts) == [0, 1, 3]
+
+
+def test_pareto_plot_from_leaderboard_rows(tmp_path):
+    pytest.importorskip("matplotlib")
+    from harness.leaderboard import BoardRow
+    from tasks.fdeid.report import pareto_plot, plot_points
+
+    def row(method, ssim, psr):
+        return BoardRow("measured", "fdeid", "folders", method,
+                        {"ssim": {"value": ssim}, "psr": {"value": psr}})
+
+    rows = [row("identity", 1.0, 0.0), row("mask", 0.85, 1.0),
+            BoardRow("reference", "fdeid", "lfw", "dlib", {"orig_verification_accuracy": {"value": 0.99}})]
+    assert [p[1] for p in plot_points(rows)] == ["identity", "mask"]  # rows without both numbers are left out
+    out = pareto_plot(rows, tmp_path / "pareto.png")
+    assert out.stat().st_size > 1000
