@@ -27,7 +27,6 @@ CSV, line number in JSONL) and the field.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core import DataError
+from harness.datafiles import read_csv_rows, read_text
 
 HEADS: tuple[str, ...] = ("behavior", "cognition", "emotion")
 REQUIRED_COLUMNS: tuple[str, ...] = ("clip_id", "video", "session", "group", *HEADS)
@@ -75,7 +75,7 @@ def load_vocabulary(path: Path) -> Vocabulary:
     if not path.is_file():
         raise DataError(f"{path}: label vocabulary file is missing")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(raw, dict):
@@ -119,7 +119,7 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(row number, row) pairs; CSV rows count the header as row 1, JSONL rows are line numbers."""
     if path.suffix == ".jsonl":
         rows = []
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for lineno, line in enumerate(read_text(path).splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -133,13 +133,7 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
                 raise DataError(f"{path}: row {lineno}: missing field(s) {', '.join(missing)}")
             rows.append((lineno, row))
         return rows
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise DataError(f"{path}: row 1 (header): missing column(s) {', '.join(missing)}")
-        return [(i, dict(row)) for i, row in enumerate(reader, start=2)]
+    return list(enumerate(read_csv_rows(path, REQUIRED_COLUMNS), start=2))  # short rows: DataError naming the row
 
 
 def _text(value: Any) -> str:
@@ -171,7 +165,7 @@ def load_manifest(path: Path, vocab: Vocabulary) -> list[Clip]:
             tpath = root / transcript
             if not tpath.is_file():
                 raise DataError(f"{where}: field 'transcript': file {tpath} does not exist")
-            transcript = tpath.read_text(encoding="utf-8").strip()
+            transcript = read_text(tpath).strip()
         labels: dict[str, str] = {}
         for head in HEADS:
             label = _text(row[head])
