@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -176,8 +177,10 @@ def test_report_writes_plots_and_breakdowns(tmp_path):
                    scores={"hr_pred": [70.0 + i, 80.0], "hr_ref": [71.0, 80.0 + i], "snr_db": [1.0, 2.0],
                            "face_missing_fraction": 0.1 * i}) for i in range(4)]
     rep = RppgTask().report(recs, "ubfc", tmp_path)
-    assert sorted(Path(p).name for p in rep["plots"]) == ["hr_bland_altman.png", "hr_scatter.png"]
-    assert all(Path(p).stat().st_size > 1000 for p in rep["plots"])
+    assert sorted(Path(p).name for p in rep["plots"]) == ["hr_bland_altman.svg", "hr_scatter.svg"]
+    for path in rep["plots"]:  # well-formed SVG with one marker per window (4 records x 2 windows)
+        root = ElementTree.parse(path).getroot()
+        assert root.tag.endswith("svg") and len(root.findall("{http://www.w3.org/2000/svg}circle")) == 8
     assert set(rep["per_subject"]) == {"s0", "s1"} and rep["per_subject"]["s0"]["n"] == 4
     assert rep["face_detection"]["videos_with_missing_frames"] == 3
     assert "standard error" in rep["pearson_r_text"] and rep["chain"]["band"] == "toolbox"
@@ -206,8 +209,8 @@ def test_end_to_end_cli_on_the_real_roi_set(tmp_path):
     (run_dir,) = (tmp_path / "runs").glob("rppg-pos-*")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     text = json.dumps(metrics)
-    assert '"mae"' in text and "hr_bland_altman.png" in text
-    assert (run_dir / "hr_bland_altman.png").exists()
+    assert '"mae"' in text and "hr_bland_altman.svg" in text
+    assert (run_dir / "hr_bland_altman.svg").exists()
 
 
 def test_end_to_end_synthetic_ubfc_subject_with_face_detection(tmp_path):

@@ -33,8 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.signal
 
+from vision_models.rppg import dsp
 from vision_models.rppg.methods import detrend as _banded_detrend
 
 BANDS: dict[str, tuple[float, float]] = {"toolbox": (0.6, 3.3), "recommended": (0.75, 2.5)}
@@ -68,11 +68,8 @@ def detrend(signal: np.ndarray, lam: float = DETREND_LAMBDA) -> np.ndarray:
 def bandpass(signal: np.ndarray, fs: float, band: str | tuple[float, float] = "toolbox") -> np.ndarray:
     """First-order Butterworth band-pass applied forward-backward (zero phase)."""
     low, high = band_hz(band)
-    nyquist = fs / 2
-    if not 0 < low < high < nyquist:
-        raise ValueError(f"band {low}-{high} Hz does not fit under the Nyquist frequency {nyquist} Hz")
-    b, a = scipy.signal.butter(1, [low / nyquist, high / nyquist], btype="bandpass")
-    return scipy.signal.filtfilt(b, a, np.asarray(signal, dtype=np.float64))
+    b, a = dsp.butter1_bandpass(low, high, fs)  # scipy.signal.butter's numbers, without importing scipy.signal
+    return dsp.filtfilt(b, a, np.asarray(signal, dtype=np.float64))
 
 
 def preprocess(
@@ -89,7 +86,7 @@ def preprocess(
 
 def _periodogram(signal: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(signal, dtype=np.float64)
-    return scipy.signal.periodogram(x, fs=fs, nfft=next_power_of_2(x.shape[0]), detrend=False)
+    return dsp.periodogram(x, fs, next_power_of_2(x.shape[0]))
 
 
 def hr_fft(signal: np.ndarray, fs: float, band: str | tuple[float, float] = "toolbox") -> float:
@@ -104,6 +101,8 @@ def hr_fft(signal: np.ndarray, fs: float, band: str | tuple[float, float] = "too
 
 def hr_peak(signal: np.ndarray, fs: float) -> float:
     """HR (bpm) from the mean interval between local maxima (`find_peaks` with no constraints)."""
+    import scipy.signal
+
     peaks, _ = scipy.signal.find_peaks(np.asarray(signal, dtype=np.float64))
     if len(peaks) < 2:
         return float("nan")

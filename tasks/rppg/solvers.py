@@ -9,9 +9,11 @@ Options are declared in `RppgOptions` (`harness solvers --task rppg` prints them
 `crop=toolbox` reproduce rPPG-Toolbox's POS/CHROM and its face crop exactly; the defaults
 (`impl=harness`, `crop=tracked`) are documented in README.md ("rPPG") with the reasons.
 
-Videos are processed in worker processes (`ProcessPoolExecutor`, forkserver) when the run's
---concurrency allows more than one at a time: the work is Python + numpy + OpenCV per frame, and
-threads of one process share the GIL. The runner stays asyncio; each solve awaits its process.
+Videos are processed in worker processes (`ProcessPoolExecutor`) when the run's --concurrency allows
+more than one at a time: the work is Python + numpy + OpenCV per frame, and threads of one process
+share the GIL. The runner stays asyncio; each solve awaits its process. The pool is forked when the
+solver is created (`create`, before the runner starts its event loop and threads), so the workers
+start at once with every module already imported; where fork is unavailable it uses forkserver.
 """
 
 from __future__ import annotations
@@ -109,6 +111,34 @@ def usable_cpus() -> int:
 
 
 _WORKER_SOLVERS: dict[tuple[str, str], RppgSolver] = {}
+_POOLS: dict[int, ProcessPoolExecutor] = {}  # one pool per process and size, shared by solver instances
+_POOLS_LOCK = threading.Lock()
+
+
+def _noop() -> None:
+    return None
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """The shared pool of `workers` processes, started now (forked with everything imported)."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else "forkserver")
+            if ctx.get_start_method() == "forkserver":
+                ctx.set_forkserver_preload(["tasks.rppg.solvers"])
+            pool = _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            pool.submit(_noop)  # fork every worker now, while this process has no other threads
+        return pool
+
+
+def close_pools() -> None:
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _predict_in_worker(method: str, options: dict[str, JSON], sample: Sample) -> tuple[dict, dict]:
@@ -134,7 +164,6 @@ class RppgSolver(Solver):
         super().__init__(**options)
         self.workers = 1
         self._pool: ProcessPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
         if self.options.get("roi") == "face":  # import OpenCV here, in the main thread (see roi.load_cv2)
             from vision_models.rppg.roi import make_detector
 
@@ -143,34 +172,29 @@ class RppgSolver(Solver):
     @classmethod
     def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
         solver = cls(**options)
-        if cls.use_processes:  # one video per worker process, as many at once as --concurrency and the CPUs allow
-            solver.workers = max(1, min(int(ctx.concurrency), usable_cpus()))
-        return solver
+        # one video per worker process, as many at once as --concurrency and the CPUs allow
+        workers = min(int(ctx.concurrency), usable_cpus()) if cls.use_processes else 1
+        if workers > 1:
+            import av  # noqa: F401 - imported once here, inherited by the forked workers
 
-    def _executor(self) -> ProcessPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                ctx = multiprocessing.get_context("forkserver")
-                ctx.set_forkserver_preload(["tasks.rppg.solvers"])
-                self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
-            return self._pool
+            solver.workers, solver._pool = workers, worker_pool(workers)
+        return solver
 
     async def solve(self, sample: Sample) -> SolverOutput:
         from tasks.rppg.loaders import check_target
 
         check_target(sample.target)  # an invalid reference fails the sample before its video is decoded
-        if self.workers > 1:
+        if self._pool is not None:
             loop = asyncio.get_running_loop()
-            pred, info = await loop.run_in_executor(self._executor(), _predict_in_worker, self.method,
-                                                    self.options, sample)
+            pred, info = await loop.run_in_executor(self._pool, _predict_in_worker, self.method, self.options, sample)
         else:
             pred, info = await asyncio.to_thread(self.predict_with_info, sample)
         return SolverOutput(pred, info=info)
 
     async def aclose(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool = None
+            await asyncio.to_thread(close_pools)
 
     def _trace(self, path: str, roi: str, fps: float | None) -> tuple[np.ndarray, float, float, dict]:
         from vision_models.rppg.trace import extract_rgb_trace

@@ -28,7 +28,8 @@ from collections.abc import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import linalg, signal, sparse
+
+from . import dsp
 
 __all__ = ["IMPLS", "METHODS", "chrom", "detrend", "green", "ica", "lgi", "omit", "pbv", "pos", "run_method"]
 
@@ -40,17 +41,21 @@ def detrend(x: np.ndarray, lam: float = 100.0) -> np.ndarray:
 
     Same result as the toolbox's dense formula, solved as a symmetric pentadiagonal system.
     """
+    from scipy.linalg import solveh_banded
+
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[0]
     if n < 3:
         return np.zeros_like(x)
-    d2 = sparse.diags([np.ones(n - 2), -2 * np.ones(n - 2), np.ones(n - 2)], [0, 1, 2], shape=(n - 2, n))
-    a = (sparse.identity(n) + lam**2 * (d2.T @ d2)).tocsr()
+    # D'D of the (n - 2) x n second-difference operator D (rows 1, -2, 1), diagonal by diagonal:
+    # column i meets rows r = i, i - 1, i - 2 of D (those in 0..n-3) with coefficients 1, -2, 1.
+    i = np.arange(n)
+    rows = lambda r: ((r >= 0) & (r <= n - 3)).astype(np.float64)  # noqa: E731 - valid row indicator
     ab = np.zeros((3, n))  # upper banded form for solveh_banded
-    ab[0, 2:] = a.diagonal(2)
-    ab[1, 1:] = a.diagonal(1)
-    ab[2, :] = a.diagonal(0)
-    return x - linalg.solveh_banded(ab, x)
+    ab[2, :] = 1.0 + lam**2 * (rows(i) + 4 * rows(i - 1) + rows(i - 2))
+    ab[1, 1:] = lam**2 * -2 * (rows(i[:-1]) + rows(i[:-1] - 1))
+    ab[0, 2:] = lam**2 * rows(i[:-2])
+    return x - solveh_banded(ab, x)
 
 
 def _check(rgb: np.ndarray) -> np.ndarray:
@@ -90,11 +95,14 @@ def pos(rgb: np.ndarray, fps: float, impl: str = "harness") -> np.ndarray:
         for k in range(win):  # overlap-add: loop over the window length, vectorised over windows
             h_sum[k : k + n_win] += h[:, k]
     bvp = detrend(h_sum, 100.0)
-    b, a = signal.butter(1, [0.75 / fps * 2, 3.0 / fps * 2], btype="bandpass")
-    return _filtfilt(b, a, bvp)
+    b, a = dsp.butter1_bandpass(0.75, 3.0, fps)  # = signal.butter(1, [0.75 / fps * 2, 3 / fps * 2], "bandpass")
+    padlen = min(3 * max(len(a), len(b)), bvp.shape[0] - 1)
+    return dsp.filtfilt(b, a, bvp, padlen) if padlen >= 0 else np.zeros_like(bvp)
 
 
 def _filtfilt(b: np.ndarray, a: np.ndarray, x: np.ndarray, axis: int = -1) -> np.ndarray:
+    from scipy import signal
+
     padlen = min(3 * max(len(a), len(b)), x.shape[axis] - 1)
     if padlen < 0:
         return np.zeros_like(x)
@@ -116,6 +124,8 @@ def chrom(rgb: np.ndarray, fps: float, impl: str = "harness") -> np.ndarray:
     out = np.zeros(n if impl != "toolbox" else max(total, 0))
     if n_win <= 0:
         return out
+    from scipy import signal
+
     b, a = signal.butter(3, [0.7 / (fps / 2), 2.5 / (fps / 2)], btype="bandpass")
     w = sliding_window_view(rgb, win, axis=0)[::half][:n_win]  # [n_win, 3, win]
     cn = w / w.mean(axis=2, keepdims=True)
@@ -132,6 +142,8 @@ def chrom(rgb: np.ndarray, fps: float, impl: str = "harness") -> np.ndarray:
 
 def _jade_real(x: np.ndarray, max_sweeps: int = 100) -> np.ndarray:
     """Sources [n, T] of real JADE (Cardoso) with as many sources as channels."""
+    from scipy import linalg
+
     n, t = x.shape
     iw = linalg.sqrtm(x @ x.T / t).real
     y = np.linalg.solve(iw, x)  # whitened
@@ -183,6 +195,8 @@ def ica(rgb: np.ndarray, fps: float) -> np.ndarray:
     spec = spec[:, : spec.shape[1] // 2]
     peak = (spec / spec.sum(axis=1, keepdims=True)).max(axis=1)
     best = src[int(np.argmax(peak))]
+    from scipy import signal
+
     b, a = signal.butter(3, [0.7 / (fps / 2), 2.5 / (fps / 2)], btype="bandpass")
     return _filtfilt(b, a, best)
 
