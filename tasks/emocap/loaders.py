@@ -14,13 +14,13 @@ outside the code table makes the sample's target an error record, so every liste
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.core import DataError, Sample
+from harness.datafiles import read_csv_rows, read_text
 from tasks.emocap import ferplus
 from tasks.emocap.labels import AFFECTNET_CODES, PROTOCOL_CLASSES, RAFDB_CODES
 
@@ -81,7 +81,7 @@ def load_rafdb(path: Path) -> dict[str, list[Sample]]:
         raise DataError(f"{path}: {layout_help('rafdb')}")
     label_file = basic / RAFDB_LABELS
     out: dict[str, list[Sample]] = {"train": [], "test": []}
-    for n, line in enumerate(label_file.read_text().splitlines(), start=1):
+    for n, line in enumerate(read_text(label_file).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
@@ -124,25 +124,22 @@ def load_affectnet(path: Path, protocol: str) -> dict[str, list[Sample]]:
             out[split] = []
             continue
         samples = []
-        with file.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            need = {"subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "expression"}
-            if not need <= set(reader.fieldnames or ()):
-                raise DataError(f"{file}: missing columns {sorted(need - set(reader.fieldnames or ()))}")
-            for n, row in enumerate(reader, start=2):
-                code = row["expression"].strip()
-                if code.lstrip("-").isdigit() and int(code) in (8, 9, 10):
-                    continue  # none / uncertain / no face: never evaluated
-                target = _target(code, AFFECTNET_CODES, f"{file}:{n}")
-                if isinstance(target, str) and target not in keep:
-                    continue  # contempt in AffectNet-7
-                try:
-                    box = [int(float(row[k])) for k in ("face_x", "face_y", "face_width", "face_height")]
-                except ValueError:
-                    box = None
-                rel = row["subDirectory_filePath"].strip()
-                samples.append(Sample(rel, {"image": str(path / AFFECTNET_IMAGES / rel), "box": box}, target,
-                                      {"split": split}))
+        need = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "expression")
+        # rows with fewer fields than the header (a truncated list) are a DataError naming the row
+        for n, row in enumerate(read_csv_rows(file, need), start=2):
+            code = row["expression"].strip()
+            if code.lstrip("-").isdigit() and int(code) in (8, 9, 10):
+                continue  # none / uncertain / no face: never evaluated
+            target = _target(code, AFFECTNET_CODES, f"{file}:{n}")
+            if isinstance(target, str) and target not in keep:
+                continue  # contempt in AffectNet-7
+            try:
+                box = [int(float(row[k])) for k in ("face_x", "face_y", "face_width", "face_height")]
+            except ValueError:
+                box = None
+            rel = row["subDirectory_filePath"].strip()
+            samples.append(Sample(rel, {"image": str(path / AFFECTNET_IMAGES / rel), "box": box}, target,
+                                  {"split": split}))
         out[split] = samples
     return out
 
