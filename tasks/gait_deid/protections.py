@@ -1,0 +1,168 @@
+"""Protections of probe sequences: the solvers of `gait_deid`.
+
+A protection maps a probe's pretreated silhouettes ([n, 64, 64] uint8) to protected ones, stored in the
+run's artifact store (`.npy`); the prediction holds the artifact ref and the chosen target identity.
+Gallery sequences are never protected (the solver returns {"protected": false} for them).
+
+Target rule (seeded, documented): the other test subjects in sorted order, index
+sha256("<seed>:<probe id>") mod their count. Every protection records a target, so
+`impersonation_success` of a protection that ignores it is the chance level.
+Plug-in point: subclass `Protection`, implement `protect(seq, sample, target, rng)`, register it with
+`@register_solver(name, tasks=("gait_deid",))` (a diffusion-based protection runs its model there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from harness.core import JSON, HarnessError, RunContext, Sample, SeededOptions, Solver, SolverOutput, Task
+from harness.registry import register_solver
+from tasks.gait_deid.evaluation import GALLERY
+from tasks.gait_deid.loaders import Seq, load_sequence, scan
+
+TASKS = ("gait_deid",)
+
+
+def choose_target(subject: str, probe_id: str, test_subjects: list[str], seed: int) -> str:
+    """The impersonation target of a probe (see the module docstring)."""
+    others = sorted(s for s in test_subjects if s != subject)
+    if not others:
+        raise HarnessError("impersonation needs at least two test subjects")
+    k = int.from_bytes(hashlib.sha256(f"{seed}:{probe_id}".encode()).digest()[:8], "big") % len(others)
+    return others[k]
+
+
+class Protection(Solver):
+    """Base of the protections: loads the probe, picks the target, stores the protected sequence."""
+
+    Options: ClassVar[type] = SeededOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.artifacts: Any = None
+
+    @classmethod
+    def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
+        solver = cls(**{"seed": ctx.seed, **options})
+        solver.artifacts = ctx.artifacts
+        return solver
+
+    def protect(self, seq: np.ndarray, sample: Sample, target: str, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    async def solve(self, sample: Sample) -> JSON | SolverOutput:
+        if sample.groups.get("role") == "gallery":
+            return {"protected": False}
+        if self.artifacts is None:
+            raise HarnessError(f"{self.name}: needs the run's artifact store (ctx.artifacts)")
+        seq = load_sequence(sample.inputs["source"], sample.inputs["layout"])
+        seed = int(self.options["seed"])
+        target = choose_target(sample.groups["subject"], sample.id, list(sample.inputs["test_subjects"]), seed)
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"{seed}:{sample.id}".encode()).digest()[:8], "big"))
+        out = np.ascontiguousarray(self.protect(seq, sample, target, rng), dtype=np.uint8)
+        if out.ndim != 3 or not len(out):
+            raise HarnessError(f"{self.name} returned no frames for {sample.id}")
+        ref = self.artifacts.put_array(out)
+        return SolverOutput({"sequence": ref, "target_subject": target, "n_frames": int(len(out)), "protected": True},
+                            artifacts={"sequence": ref})
+
+
+@register_solver("none", tasks=TASKS, kind="transform", description="no protection (the recogniser's baseline)")
+class NoProtection(Protection):
+    """The probe unchanged."""
+
+    def protect(self, seq, sample, target, rng):
+        return seq
+
+
+class MorphOptions(SeededOptions):
+    op: Literal["dilate", "erode", "open", "close"] = Field("dilate", description="morphological operation")
+    k: int = Field(5, ge=1, le=31, description="square structuring element size")
+
+
+@register_solver("morph", tasks=TASKS, kind="transform", description="morphological dilate/erode/open/close")
+class MorphProtection(Protection):
+    """A binary morphological operation on every frame."""
+
+    Options = MorphOptions
+
+    def protect(self, seq, sample, target, rng):
+        import cv2
+
+        ops = {"dilate": cv2.MORPH_DILATE, "erode": cv2.MORPH_ERODE, "open": cv2.MORPH_OPEN,
+               "close": cv2.MORPH_CLOSE}
+        kernel = np.ones((self.opts.k, self.opts.k), np.uint8)
+        return np.stack([cv2.morphologyEx(f, ops[self.opts.op], kernel) for f in seq])
+
+
+class BlurOptions(SeededOptions):
+    sigma: float = Field(2.0, gt=0, le=20, description="Gaussian blur sigma (pixels)")
+    threshold: int = Field(128, ge=1, le=254, description="re-binarisation threshold after the blur")
+
+
+@register_solver("blur", tasks=TASKS, kind="transform", description="Gaussian blur, then re-threshold to binary")
+class BlurProtection(Protection):
+    """Gaussian blur of each frame, re-binarised at `threshold`."""
+
+    Options = BlurOptions
+
+    def protect(self, seq, sample, target, rng):
+        import cv2
+
+        return np.stack([np.where(cv2.GaussianBlur(f, (0, 0), self.opts.sigma) >= self.opts.threshold, 255, 0)
+                         for f in seq])
+
+
+class DropOptions(SeededOptions):
+    drop: float = Field(0.5, ge=0, lt=1, description="share of frames dropped (seeded; order kept)")
+
+
+@register_solver("frame-drop", tasks=TASKS, kind="transform", description="drop a seeded share of the frames")
+class FrameDropProtection(Protection):
+    """Drops round(drop * n) frames chosen by the seeded generator; at least one frame stays."""
+
+    Options = DropOptions
+
+    def protect(self, seq, sample, target, rng):
+        n_keep = max(1, len(seq) - int(round(self.opts.drop * len(seq))))
+        return seq[np.sort(rng.choice(len(seq), n_keep, replace=False))]
+
+
+@register_solver("shuffle", tasks=TASKS, kind="transform", description="shuffle the frame order (seeded)")
+class ShuffleProtection(Protection):
+    """A seeded permutation of the frames (a GEI is order-free: the recogniser's blind spot)."""
+
+    def protect(self, seq, sample, target, rng):
+        return seq[rng.permutation(len(seq))]
+
+
+@register_solver("target-swap", tasks=TASKS, kind="transform",
+                 description="probe replaced by the target's own sequence (impersonation upper bound)")
+class TargetSwapProtection(Protection):
+    """The probe becomes the target subject's recording of the same condition-sequence and view (else
+    another non-gallery recording at that view): a perfect impersonator, the upper bound."""
+
+    def protect(self, seq, sample, target, rng):
+        root = sample.inputs["root"]
+        mine = [s for s in _index(root) if s.subject == target and s.view == sample.groups["view"]
+                and s.condseq not in GALLERY]
+        if not mine:
+            raise HarnessError(f"target {target} has no non-gallery sequence at view {sample.groups['view']}")
+        same = [s for s in mine if s.condseq == sample.inputs["condseq"]]
+        pick = (same or mine)[0]
+        return load_sequence(pick.source, pick.layout)
+
+
+_INDEX: dict[str, list[Seq]] = {}
+
+
+def _index(root: str) -> list[Seq]:
+    if root not in _INDEX:
+        from pathlib import Path
+
+        _INDEX[root] = scan(Path(root))
+    return _INDEX[root]
