@@ -171,3 +171,52 @@ def test_pareto_plot_from_leaderboard_rows(tmp_path):
     assert [p[1] for p in plot_points(rows)] == ["identity", "mask"]  # rows without both numbers are left out
     out = pareto_plot(rows, tmp_path / "pareto.png")
     assert out.stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------------------ sd-inpaint
+def test_inpaint_face_changes_only_the_box_on_a_tiny_random_pipeline(deepface):
+    pytest.importorskip("diffusers")
+    import numpy as np
+
+    from vision_models.diffusion import inpaint_face, load_pipeline
+    from vision_models.faces.detect import detect_face, load_image
+
+    img = load_image(deepface / "images" / "img25.jpg")  # 400x400
+    face = detect_face(img)
+    pipe = load_pipeline("inpaint", "tiny-random", "cpu")
+    out = inpaint_face(pipe, img, face.box, "a face", seed=1, steps=2, size=64)
+    x1, y1, x2, y2 = face.box
+    outside = np.ones(img.shape[:2], bool)
+    outside[y1:y2, x1:x2] = False
+    assert out.shape == img.shape
+    assert np.array_equal(out[outside], img[outside])
+    assert not np.array_equal(out[y1:y2, x1:x2], img[y1:y2, x1:x2])
+    again = inpaint_face(pipe, img, face.box, "a face", seed=1, steps=2, size=64)
+    assert np.array_equal(out, again)  # seeded
+
+
+def test_sd_inpaint_solver_end_to_end_on_tiny_random(deepface, tmp_path):
+    pytest.importorskip("diffusers")
+    root = _identity_tree(deepface, tmp_path / "faces", identities={"id09"})  # img24, img25: one genuine pair
+    res = _run(root, "sd-inpaint", tmp_path / "runs", model="tiny-random", steps=2, size=64)
+    assert res.n_errors == 0, [r.error for r in res.records if r.error]
+    assert 0 < _value(res, "ssim") < 1
+
+
+def test_sd_inpaint_with_missing_weights_says_so(deepface, tmp_path):
+    pytest.importorskip("diffusers")
+    root = _identity_tree(deepface, tmp_path / "faces", identities={"id09"})
+    res = _run(root, "sd-inpaint", tmp_path / "runs", model=str(tmp_path / "no-such-model"), steps=2)
+    assert res.n_errors == 1 and "weights missing: put the diffusers model folder at" in res.records[0].error
+
+
+@pytest.mark.gpu
+def test_sd_inpaint_tiny_random_on_the_gpu(deepface):
+    pytest.importorskip("diffusers")
+    from vision_models.diffusion import inpaint_face, load_pipeline
+    from vision_models.faces.detect import detect_face, load_image
+
+    img = load_image(deepface / "images" / "img25.jpg")
+    pipe = load_pipeline("inpaint", "tiny-random", "cuda")
+    out = inpaint_face(pipe, img, detect_face(img).box, "a face", seed=1, steps=2, size=64)
+    assert out.shape == img.shape

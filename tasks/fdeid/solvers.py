@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -199,4 +200,36 @@ class KSameProtection(ProtectionSolver):
         return protect.ksame(image, face.box, self.references, o.k, o.variant, self.rng(path))  # type: ignore[attr-defined]
 
 
-SOLVERS = ("identity", "blur", "pixelate", "mask", "noise", "ksame")
+
+
+class InpaintOptions(SolverOptions):
+    model: str = Field("stabilityai/stable-diffusion-2-inpainting",
+                       description="diffusers inpainting model: hub name (in the HF cache), folder, or tiny-random")
+    prompt: str = Field("a photo of a person's face", description="prompt for the regenerated face")
+    steps: int = Field(30, ge=1, description="denoising steps")
+    guidance: float = Field(7.5, ge=0, description="classifier-free guidance scale")
+    size: int = Field(512, ge=32, description="resolution the face crop is generated at (tiny-random: 64)")
+    seed: int = Field(0, description="random seed (filled from --seed)")
+
+
+@register_solver("sd-inpaint", tasks=TASKS, kind="vision")
+class SdInpaintProtection(ProtectionSolver):
+    """Stable Diffusion inpainting of the face box (the user's weights by name or path; tiny-random for smoke runs)."""
+
+    Options = InpaintOptions
+    resources = {"num_cpus": 1, "num_gpus": 1}
+
+    def protect(self, image: np.ndarray, face: Face, path: str) -> np.ndarray:
+        from vision_models.diffusion import inpaint_face, load_pipeline
+
+        o = self.opts
+        pipe = load_pipeline("inpaint", o.model)  # type: ignore[attr-defined]
+        seed = int(self.rng(path).integers(2**31))
+        with self._pipe_lock:  # one generation at a time on the device
+            return inpaint_face(pipe, image, face.box, o.prompt, seed=seed, steps=o.steps,  # type: ignore[attr-defined]
+                                guidance=o.guidance, size=o.size)  # type: ignore[attr-defined]
+
+    _pipe_lock = threading.Lock()
+
+
+SOLVERS = ("identity", "blur", "pixelate", "mask", "noise", "ksame", "sd-inpaint")
