@@ -148,6 +148,9 @@ def _predict_in_worker(method: str, options: dict[str, JSON], sample: Sample) ->
     key = (method, json.dumps(options, sort_keys=True))
     solver = _WORKER_SOLVERS.get(key)
     if solver is None:
+        from vision_models.rppg.roi import load_cv2
+
+        load_cv2().setNumThreads(1)  # the processes are the parallelism; OpenCV's own threads only add waits
         solver = _WORKER_SOLVERS[key] = SOLVERS[method](**options)
     return solver.predict_with_info(sample)
 
