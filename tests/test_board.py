@@ -5,6 +5,7 @@ The store runs on SQLite, and on PostgreSQL too when HARNESS_TEST_PG_URL is set 
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
@@ -17,9 +18,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sklearn.metrics import f1_score
 
+from harness import registry
+from harness.artifacts import ArtifactStore
 from harness.board.client import build_payload
 from harness.board.ranking import rank_intervals
-from harness.registry import get_task
+from harness.core import Fold, HarnessError, Metric, Sample, ScoreContext, Task
+from harness.registry import get_task, register_task
 from harness.stats import paired_bootstrap
 from tests.board_helpers import TOKENS, auth, create_app, fresh_db, pg_url, server_task, settings, write_run
 
@@ -273,3 +277,80 @@ def test_joint_replicates_are_the_runs_own_bootstrap_when_it_has_no_errors(db_ur
     assert len(reps) == 100
     assert 100 * np.percentile(reps, 2.5) == pytest.approx(ci["ci_low"])
     assert 100 * np.percentile(reps, 97.5) == pytest.approx(ci["ci_high"])
+
+
+# ---- a task whose scorer reads the run's artifacts (as fdeid reads protected images) ------------------
+
+class ArtifactToyTask(Task):
+    """Four samples; the prediction names an artifact (an array) and is right when its sum is the target."""
+
+    name = "boardart"
+    protocols = {"all": "four samples, one fold"}
+    default_protocol = "all"
+    default_solver = "none"
+    data_folder = "boardart"
+    data_dir: Path | None = None
+
+    def resolve_data(self, data: Path | None) -> Path:
+        assert ArtifactToyTask.data_dir is not None
+        return ArtifactToyTask.data_dir
+
+    def folds(self, data_dir: Path, protocol: str) -> list[Fold]:
+        return [Fold("all", [Sample(f"s{i}", {}, i) for i in range(4)])]
+
+    def score(self, sample: Sample, prediction: object) -> dict:
+        raise HarnessError("boardart scores with the run's artifacts: use ascore")
+
+    async def ascore(self, sample: Sample, prediction: object, ctx: ScoreContext) -> dict:
+        return {"correct": float(ctx.artifacts.load_array(prediction["ref"]).sum() == sample.target)}
+
+    def metrics(self, protocol: str) -> list[Metric]:
+        return [Metric("accuracy", mean_of="correct")]
+
+
+def write_artifact_run(root: Path, run_id: str, values: list[int]) -> Path:
+    store = ArtifactStore(root / "artifacts")
+    task = ArtifactToyTask()
+    lines = []
+    for i, v in enumerate(values):
+        ref = store.put_array(np.asarray([v], dtype=np.int64))
+        lines.append({"sample_id": f"s{i}", "fold": "all", "split": "test", "prediction": {"ref": ref},
+                      "artifacts": {"array": ref}, "error": None})
+    run_dir = root / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "samples.jsonl").write_text("".join(json.dumps(d) + "\n" for d in lines))
+    (run_dir / "manifest.json").write_text(json.dumps({
+        "run_id": run_id, "status": "finished", "scorer_version": "1",
+        "data_fingerprint": task.fingerprint(ArtifactToyTask.data_dir),
+        "config": {"task": "boardart", "protocol": "all", "solver": "arrays"}}))
+    return run_dir
+
+
+@pytest.fixture
+def artifact_task(tmp_path: Path):
+    data = tmp_path / "boardart-data"
+    data.mkdir()
+    (data / "README").write_text("the toy's data")
+    ArtifactToyTask.data_dir = data
+    register_task(ArtifactToyTask)
+    yield ArtifactToyTask
+    registry._tasks.pop(ArtifactToyTask.name, None)  # other tests list the registered tasks
+
+
+def test_artifacts_are_uploaded_verified_and_scored_by_the_server(db_url: str, tmp_path: Path,
+                                                                    artifact_task: type) -> None:
+    client = TestClient(create_app(settings(db_url)))
+    run = write_artifact_run(tmp_path / "r", "art-1", [0, 1, 2, 7])  # 3 of 4 right
+    r = post(client, run)
+    assert r.status_code == 201, r.text
+    assert r.json()["metrics"]["accuracy"]["value"] == pytest.approx(0.75)
+    # without the files the scorer cannot read the arrays: every sample is a scoring error, no number
+    body = json.loads(build_payload(write_artifact_run(tmp_path / "n", "art-2", [0, 1, 2, 3]), with_files=False))
+    r = client.post("/api/submit", content=json.dumps(body), headers=auth())
+    assert r.status_code == 201 and r.json()["metrics"]["accuracy"]["value"] is None
+    # a file swapped under its content address is refused
+    body = json.loads(build_payload(write_artifact_run(tmp_path / "t", "art-3", [0, 1, 2, 3])))
+    ref = next(iter(body["artifact_files"]))
+    body["artifact_files"][ref] = base64.b64encode(b"something else").decode()
+    r = client.post("/api/submit", content=json.dumps(body), headers=auth())
+    assert r.status_code == 422 and "do not match its sha256 name" in r.json()["reason"]

@@ -18,8 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import JSONResponse as _StarletteJSON
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +36,13 @@ from harness.registry import get_task, task_names
 HERE = Path(__file__).resolve().parent
 
 
+class JSONResponse(_StarletteJSON):
+    """JSON through orjson: NaN (a metric without a value) becomes null instead of an error."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=str, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+
+
 @dataclass
 class BoardSettings:
     db_url: str
@@ -46,6 +55,7 @@ class BoardSettings:
     paired_rows: int = 20
     paired_boot: int = 1000
     references: Path | None = None  # folder of <task>.toml (default: the packaged leaderboards/references)
+    roles: tuple[str, ...] = ()  # the board's scoring models, NAME=MODEL[@URL] (default: each task's own)
 
 
 def load_tokens(path: Path) -> dict[str, str]:
@@ -87,7 +97,7 @@ def create_app(settings: BoardSettings) -> FastAPI:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
     env.filters["fmt"] = _fmt
     env.filters["p"] = _p
-    app = FastAPI(title="harness board", docs_url="/api/docs", redoc_url=None)
+    app = FastAPI(title="harness board", docs_url="/api/docs", redoc_url=None, default_response_class=JSONResponse)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     server_tasks: dict[tuple[str, str], ServerTask] = {}
     views_cache: dict[tuple[str, str | None], tuple[tuple[int, int], list[ranking.Group]]] = {}
@@ -308,7 +318,8 @@ def create_app(settings: BoardSettings) -> FastAPI:
                     server_tasks[key] = load_server_task(task, protocol, settings.data_root)
                 except HarnessError as exc:
                     raise Refused(f"the board cannot load {task}/{protocol}: {exc}", 422) from exc
-            scored = recompute(sub, server_tasks[key], n_boot=settings.n_boot, seed=settings.seed)
+            scored = recompute(sub, server_tasks[key], n_boot=settings.n_boot, seed=settings.seed,
+                               roles=settings.roles)
             store.add_submission(scored.manifest, scored.metrics, scored.headline, submitter=submitter,
                                  digest=digest, records=scored.records, report=scored.report,
                                  artifacts=sub.artifacts, replicates=scored.replicates, n_boot=settings.n_boot,
@@ -317,6 +328,11 @@ def create_app(settings: BoardSettings) -> FastAPI:
             store.audit(submitter=submitter, outcome="refused", reason=exc.reason, run_id=run_id, task=task,
                         protocol=protocol, digest=digest)
             return JSONResponse({"status": "refused", "reason": exc.reason}, exc.status)
+        except Exception as exc:  # noqa: BLE001 - audited, and the submitter learns what failed
+            reason = f"the board failed to score this run: {type(exc).__name__}: {str(exc)[:300]}"
+            store.audit(submitter=submitter, outcome="refused", reason=reason, run_id=run_id, task=task,
+                        protocol=protocol, digest=digest)
+            return JSONResponse({"status": "refused", "reason": reason}, 500)
         store.audit(submitter=submitter, outcome="accepted", reason="re-scored by the board", run_id=run_id, task=task,
                     protocol=protocol, digest=digest)
         return JSONResponse({"status": "accepted", "run_id": run_id, "url": f"/run/{run_id}",

@@ -25,6 +25,8 @@ def add_parsers(sub: Any) -> None:
     sv.add_argument("--quota", type=int, default=50, help="submissions per submitter per UTC day (default 50)")
     sv.add_argument("--max-upload-mb", type=float, default=64.0, help="largest accepted submission (default 64)")
     sv.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for CIs and rank intervals")
+    sv.add_argument("--role", action="append", default=[], metavar="NAME=MODEL[@URL]",
+                    help="a model the board scores with (repeatable; default: each task's own, e.g. recognizer=dlib)")
     sv.add_argument("--paired-rows", type=int, default=20,
                     help="rows per table that get paired tests against the leader and baseline (default 20)")
 
@@ -32,6 +34,8 @@ def add_parsers(sub: Any) -> None:
     sp.add_argument("run_dir", type=Path, help="the run folder (runs/<run_id>)")
     sp.add_argument("--to", required=True, metavar="URL", help="the board, e.g. http://board.lab:8765")
     sp.add_argument("--token", default=None, help="submitter token (default: HARNESS_BOARD_TOKEN)")
+    sp.add_argument("--no-artifacts", action="store_true",
+                    help="send only the artifacts' digests, not their files (for tasks whose scorer ignores them)")
 
 
 def cmd_board(args: argparse.Namespace) -> int:
@@ -44,7 +48,7 @@ def cmd_board(args: argparse.Namespace) -> int:
         db_url=args.db or os.environ.get("HARNESS_DB") or f"sqlite:///{Path('board.sqlite').resolve()}",
         data_root=data, tokens=load_tokens(args.token_file) if args.token_file else {},
         quota_per_day=args.quota, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), n_boot=args.bootstrap,
-        paired_rows=args.paired_rows,
+        paired_rows=args.paired_rows, roles=tuple(args.role),
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
@@ -56,7 +60,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     from harness.board.client import submit
 
-    answer = submit(args.run_dir, args.to, args.token or os.environ.get("HARNESS_BOARD_TOKEN"))
+    answer = submit(args.run_dir, args.to, args.token or os.environ.get("HARNESS_BOARD_TOKEN"),
+                    with_files=not args.no_artifacts)
     con = Console()
     status = str(answer.get("status"))
     url = args.to.rstrip("/") + str(answer.get("url", ""))

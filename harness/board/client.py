@@ -4,6 +4,7 @@ board computes every number itself."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from pathlib import Path
@@ -14,7 +15,9 @@ import orjson
 from harness.core import HarnessError
 
 
-def build_payload(run_dir: Path) -> bytes:
+def build_payload(run_dir: Path, *, with_files: bool = True) -> bytes:
+    """The body of a submission; with `with_files`, the artifact files themselves (base64) too, for
+    scorers that read them (protected images)."""
     manifest_path, samples_path = run_dir / "manifest.json", run_dir / "samples.jsonl"
     for p in (manifest_path, samples_path):
         if not p.is_file():
@@ -25,6 +28,7 @@ def build_payload(run_dir: Path) -> bytes:
         raise HarnessError(f"{manifest_path}: not JSON: {exc}") from exc
     samples = samples_path.read_text()
     artifacts: dict[str, str] = {}
+    files: dict[str, str] = {}
     store_root = run_dir.parent / "artifacts"
     for line in samples.splitlines():
         if '"artifacts"' not in line:
@@ -32,17 +36,23 @@ def build_payload(run_dir: Path) -> bytes:
         for ref in (orjson.loads(line).get("artifacts") or {}).values():
             if isinstance(ref, str) and ref not in artifacts:
                 path = store_root / ref
-                artifacts[ref] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() \
-                    else ref.replace("/", "").split(".")[0]
-    return orjson.dumps({"manifest": manifest, "samples": samples, "artifacts": artifacts})
+                if not path.is_file():
+                    artifacts[ref] = ref.replace("/", "").split(".")[0]
+                    continue
+                content = path.read_bytes()
+                artifacts[ref] = hashlib.sha256(content).hexdigest()
+                if with_files:
+                    files[ref] = base64.b64encode(content).decode()
+    return orjson.dumps({"manifest": manifest, "samples": samples, "artifacts": artifacts, "artifact_files": files})
 
 
-def submit(run_dir: Path, url: str, token: str | None, *, timeout_s: float = 600.0) -> dict[str, Any]:
+def submit(run_dir: Path, url: str, token: str | None, *, timeout_s: float = 600.0,
+           with_files: bool = True) -> dict[str, Any]:
     """POST the run to `<url>/api/submit`; returns the board's answer (accepted / exists), raises
     HarnessError with the board's reason when it refuses."""
     import httpx
 
-    body = build_payload(run_dir)
+    body = build_payload(run_dir, with_files=with_files)
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"

@@ -9,6 +9,8 @@ submitter; it never echoes more than a short, sanitised piece of the offending v
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import hashlib
 import re
@@ -30,6 +32,7 @@ from harness.stats import MetricValue
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+/:@-]{0,255}$")  # "Qwen/Qwen2.5-VL-7B-Instruct"
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+ARTIFACT_REF_RE = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{62}\.[a-z0-9]{1,8}$")  # harness.artifacts' references
 CONFIG_KEYS = ("task", "protocol", "solver", "solver_options", "model", "judges", "roles", "limit", "seed", "n_boot")
 MAX_RECORDS = 1_000_000
 
@@ -86,6 +89,7 @@ class Submission:
     lines: list[dict[str, Any]]
     artifacts: dict[str, str]
     digest: str
+    files: dict[str, bytes] = field(default_factory=dict)  # artifact ref -> bytes (checked against the ref)
 
 
 def parse_submission(body: bytes) -> Submission:
@@ -104,6 +108,7 @@ def parse_submission(body: bytes) -> Submission:
             isinstance(k, str) and len(k) <= 300 and isinstance(v, str) and SHA256_RE.match(v)
             for k, v in artifacts.items()):
         raise Refused("'artifacts' must map artifact names to sha256 hex digests", 400)
+    files = _artifact_files(payload.get("artifact_files") or {})
     lines = []
     for i, line in enumerate(samples.splitlines()):
         if not line.strip():
@@ -121,7 +126,28 @@ def parse_submission(body: bytes) -> Submission:
     h.update(orjson.dumps(payload["manifest"], option=orjson.OPT_SORT_KEYS))
     h.update(samples.encode())
     h.update(orjson.dumps(artifacts, option=orjson.OPT_SORT_KEYS))
-    return Submission(payload["manifest"], lines, artifacts, h.hexdigest())
+    for ref in sorted(files):
+        h.update(ref.encode())
+    return Submission(payload["manifest"], lines, artifacts, h.hexdigest(), files)
+
+
+def _artifact_files(raw: Any) -> dict[str, bytes]:
+    """Uploaded artifacts, {ref: base64}: each ref a content address (`ab/cdef….ext`) whose sha256 the
+    bytes must match, so a file cannot be swapped under a digest the run recorded."""
+    if not isinstance(raw, dict):
+        raise Refused("'artifact_files' must map artifact references to base64 data", 400)
+    out = {}
+    for ref, data in raw.items():
+        if not isinstance(ref, str) or not ARTIFACT_REF_RE.match(ref) or not isinstance(data, str):
+            raise Refused(f"artifact {str(ref)[:80]!r} is not a content address (ab/cdef….ext)", 400)
+        try:
+            content = base64.b64decode(data, validate=True)
+        except binascii.Error as exc:
+            raise Refused(f"artifact {ref}: not base64", 400) from exc
+        if hashlib.sha256(content).hexdigest() != ref[:2] + ref[3:].split(".")[0]:
+            raise Refused(f"artifact {ref}: its bytes do not match its sha256 name")
+        out[ref] = content
+    return out
 
 
 def manifest_version(manifest: Mapping[str, Any], key: str) -> str | None:
@@ -241,8 +267,13 @@ class Scored:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def recompute(sub: Submission, server: ServerTask, *, n_boot: int, seed: int) -> Scored:
-    """Score the submission as `harness score` would, with the server's targets."""
+def recompute(sub: Submission, server: ServerTask, *, n_boot: int, seed: int, roles: Sequence[str] = ()) -> Scored:
+    """Score the submission as `harness score` would, with the server's targets, the uploaded
+    artifacts and the board's own scoring models (`roles`: --role NAME=MODEL[@URL], else the task's
+    defaults)."""
+    from harness.artifacts import ArtifactStore
+    from harness.core import ScoreContext
+    from harness.roles import build_roles
     from harness.scoring import rescore
 
     run_id, _, _ = check_manifest(sub.manifest)
@@ -250,10 +281,17 @@ def recompute(sub: Submission, server: ServerTask, *, n_boot: int, seed: int) ->
     records = server_records(sub.lines, server)
     task = server.task
     with tempfile.TemporaryDirectory(prefix="harness-board-") as tmp:
-        metrics, report = rescore(task, server.protocol, records, n_boot=n_boot, seed=seed, out_dir=Path(tmp))
+        store = ArtifactStore(Path(tmp) / "artifacts")
+        for ref, content in sub.files.items():
+            (store.root / ref).parent.mkdir(parents=True, exist_ok=True)
+            (store.root / ref).write_bytes(content)
+        sctx = ScoreContext(roles=build_roles(roles, (), task.roles), artifacts=store, seed=seed)
+        out = Path(tmp) / "report"
+        out.mkdir()
+        metrics, report = rescore(task, server.protocol, records, n_boot=n_boot, seed=seed, out_dir=out, sctx=sctx)
         # the report names files in the temporary folder: keep their names only
-        report = orjson.loads(orjson.dumps(report, default=str).decode().replace(tmp + "/", ""))
-        plots = run_plots(report, records, Path(tmp))
+        report = orjson.loads(orjson.dumps(report, default=str).decode().replace(str(out) + "/", ""))
+        plots = run_plots(report, records, out)
     defs = task.metrics(server.protocol)
     headline = defs[0].name if defs else ""
     reps = headline_replicates(defs[0], task, server, records, n_boot=n_boot, seed=seed) if defs else None
