@@ -346,6 +346,10 @@ class Task(abc.ABC):
     version: ClassVar[str] = "1"  # bump when loading/splitting changes what a solver sees
     scorer_version: ClassVar[str] = "1"  # bump when per-sample scores or metrics change
     roles: ClassVar[Mapping[str, str]] = {}  # model roles of the scorer -> default model spec
+    # Test targets are server-only: `harness run` keeps predictions unscored (no metrics, no board row) and
+    # only a board with the labelled data scores them (`harness submit`). Its `fingerprint` must cover
+    # the inputs alone, so that the public and the labelled copy of the data agree.
+    sealed: ClassVar[bool] = False
 
     def resolve_data(self, data: Path | None) -> Path:
         """Locate (or fetch) the data folder and validate its layout, raising `DataError`."""

@@ -90,6 +90,9 @@ class Scorer:
 
     async def score(self, sample: Sample, record: Record) -> None:
         """Fill `record.scores`; a failing scorer makes it this sample's error (the prediction stays cached)."""
+        if self.task.sealed:  # no targets here: the board scores sealed tasks
+            record.scores = {}
+            return
         token = current_sample.set(sample.id)
         try:
             if not self.with_models:

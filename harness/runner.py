@@ -254,7 +254,11 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
             asyncio.run(main())
         records, lines = _collect(jobs)
         metric_defs = task.metrics(protocol)
-        metrics, report = aggregate(task, protocol, records, n_boot=config.n_boot, seed=config.seed, out_dir=run_dir)
+        if task.sealed:  # predictions only; `harness submit` sends them to a board that holds the targets
+            metrics, report = {}, {"sealed": "test targets are server-only: submit this run with `harness submit`"}
+        else:
+            metrics, report = aggregate(task, protocol, records, n_boot=config.n_boot, seed=config.seed,
+                                        out_dir=run_dir)
         wall = time.perf_counter() - t0
         n_errors = sum(not r.ok for r in records)
         write_samples(run_dir / "samples.jsonl", lines)
@@ -286,7 +290,7 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
         cache.close()
     except CacheWriteError as exc:  # the run's files are complete; the CLI exits non-zero after the summary
         cache_error = str(exc)
-    if settings.db_url is not None:
+    if settings.db_url is not None and not task.sealed:
         from harness.leaderboard import Leaderboard
 
         Leaderboard(settings.db_url).add_run(manifest, metrics, headline=metric_defs[0].name if metric_defs else "")

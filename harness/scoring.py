@@ -103,6 +103,9 @@ def score_run(run_dir: Path, out_dir: Path | None = None, *, n_boot: int | None 
         raise HarnessError(f"{run_dir / 'samples.jsonl'}: no samples to score")
     cfg = manifest.get("config", {})
     task = get_task(cfg.get("task") or manifest.get("task", ""))
+    if task.sealed:
+        raise HarnessError(f"task {task.name!r} is sealed: its test targets are server-only; submit the run to a "
+                           "board with `harness submit`")
     protocol = cfg.get("protocol", "")
     n_boot = n_boot if n_boot is not None else int(cfg.get("n_boot", 1000))
     seed = int(cfg.get("seed", 0))
