@@ -9,20 +9,20 @@
 - `pairs-csv`: a CSV of labelled pairs (deepface's `master.csv`: `file_x,file_y,Decision` with Yes/No,
   paths relative to the CSV's folder or its `images/`).
 
-A sample is one pair: `inputs` and `target` both hold the two absolute image paths (the scorer reads the
+A sample is one pair: `inputs["images"]` and `target` both hold the two absolute image paths (the scorer reads the
 originals from the target, since `harness score` re-scores from samples.jsonl, which holds no inputs),
 `target["same"]` is 1 for a genuine pair.
 """
 
 from __future__ import annotations
 
-import csv
 import itertools
 from pathlib import Path
 
 import numpy as np
 
 from harness.core import DataError, Sample
+from harness.datafiles import read_csv_rows, read_text
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 LFW_IMAGE_ROOTS = (".", "images", "lfw", "lfw-deepfunneled", "lfw-deepfunneled/lfw-deepfunneled", "lfw_funneled")
@@ -33,13 +33,13 @@ PAIRS_CSVS = ("master.csv", "pairs.csv")
 
 def pair_sample(sample_id: str, a: Path, b: Path, same: int, groups: dict[str, str] | None = None) -> Sample:
     paths = {"a": str(a), "b": str(b)}
-    return Sample(sample_id, inputs=dict(paths), target={"same": int(same), **paths}, groups=groups or {})
+    return Sample(sample_id, inputs={"images": dict(paths)}, target={"same": int(same), **paths}, groups=groups or {})
 
 
 # ------------------------------------------------------------------------------------------------ LFW
 def parse_lfw_pairs(path: Path) -> list[tuple[int, str, int, str, int, int]]:
     """(fold, name1, n1, name2, n2, same) per line of an LFW pairs.txt, validated against its header."""
-    lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    lines = [ln.split() for ln in read_text(path).splitlines() if ln.strip()]
     if not lines or len(lines[0]) != 2 or not all(t.isdigit() for t in lines[0]):
         raise DataError(f"{path}: first line must be '<folds> <pairs per class>' (LFW View 2: '10 300')")
     folds, per = int(lines[0][0]), int(lines[0][1])
@@ -146,8 +146,7 @@ def csv_samples(root: Path) -> list[Sample]:
     path = pairs_csv(root)
     if path is None:
         raise DataError(f"{root}: no {' or '.join(PAIRS_CSVS)} with labelled pairs")
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv_rows(path)  # bad encoding or a truncated row: a DataError naming the file and row
     cols = {c.lower(): c for c in (rows[0].keys() if rows else [])}
     ka, kb = cols.get("file_x") or cols.get("a"), cols.get("file_y") or cols.get("b")
     kl = cols.get("decision") or cols.get("same") or cols.get("label")
