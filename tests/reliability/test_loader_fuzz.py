@@ -68,6 +68,12 @@ def _micro_au(dataset: str) -> Callable[[Path], Path]:
     return build
 
 
+def _pad_il(root: Path) -> Path:
+    from tasks.pad_il.synthetic import write_all
+
+    return write_all(root)
+
+
 def _shared_copy(name: str) -> Callable[[Path], Path]:
     """Label files copied from ../shared/data/<name>, everything else linked."""
 
@@ -99,6 +105,7 @@ FIXTURES: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "micro_au-casme2": ("micro_au", _micro_au("casme2")),
     "micro_au-samm": ("micro_au", _micro_au("samm")),
     "rppg-roi": ("rppg", _shared_copy("rppg_bias_eval_roi")),
+    "pad_il": ("pad_il", _pad_il),
     "fdeid-lfw": ("fdeid", _shared_copy("lfw_pairs_protocol")),
     "fdeid-pairs-csv": ("fdeid", _shared_copy("deepface_verification_pairs")),
 }
