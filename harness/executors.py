@@ -42,7 +42,14 @@ class _SolverWorker:
         """One chunk: the solver's outputs, or the chunk's error (a failing chunk fails its samples only)."""
         try:
             if len(samples) == 1 and self.solver.batch_size <= 1:
-                outputs = [await self.solver.solve(samples[0])]
+                from harness.core import current_sample
+                from harness.transcripts import with_usage
+
+                token = current_sample.set(samples[0].id)  # model calls are counted for this sample
+                try:
+                    outputs = [with_usage(await self.solver.solve(samples[0]), samples[0].id)]
+                finally:
+                    current_sample.reset(token)
             else:
                 outputs = list(await self.solver.solve_batch(samples))
             if len(outputs) != len(samples):
@@ -82,6 +89,7 @@ class RayExecutor:
         self.ctx = replace(ctx, transcripts=None)
         self.concurrency = max(1, concurrency)
         self.pools: dict[int, _ActorPool] = {}
+        self.users: dict[int, set[str]] = {}  # solver id -> folds being solved with it
 
     def _pool(self, solver: Solver) -> _ActorPool:
         pool = self.pools.get(id(solver))
@@ -112,11 +120,25 @@ class RayExecutor:
 
     async def solve(self, job: FoldJob, chunk: list[Sample]) -> list[Any]:
         assert job.solver is not None
+        self.users.setdefault(id(job.solver), set()).add(job.fold.name)
         results = await self._pool(job.solver).solve(chunk)
         errors = [e for _, e in results if e is not None]
         if errors:
             raise HarnessError(errors[0])
         return [o for o, _ in results]
+
+    def job_done(self, job: FoldJob) -> None:
+        """A fold is finished: its solver's actors go once no running fold uses them, so the next
+        folds' actors get the cluster's CPUs/GPUs (folds of a trained solver overlap in time)."""
+        users = self.users.get(id(job.solver))
+        if users is None:
+            return
+        users.discard(job.fold.name)
+        if not users:
+            del self.users[id(job.solver)]
+            pool = self.pools.pop(id(job.solver), None)
+            for a in pool.actors if pool else ():
+                self.ray.kill(a)
 
     def close(self) -> None:
         for pool in self.pools.values():

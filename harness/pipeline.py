@@ -194,8 +194,8 @@ class Pipeline:
     """Feeds folds' samples to one pool of workers (see the module docstring for the order rules)."""
 
     def __init__(self, jobs: list[FoldJob], sink: SampleSink, concurrency: int, batch_size: int,
-                 solve: SolveFn = solve_local) -> None:
-        self.jobs, self.sink, self.solve = jobs, sink, solve
+                 solve: SolveFn = solve_local, on_job_done: Callable[[FoldJob], None] | None = None) -> None:
+        self.jobs, self.sink, self.solve, self.on_job_done = jobs, sink, solve, on_job_done
         self.concurrency = max(1, concurrency)
         self.batch_size = max(1, batch_size)
         self.queue: asyncio.Queue[tuple[FoldJob, str, list[Sample]] | None] = asyncio.Queue()
@@ -238,6 +238,8 @@ class Pipeline:
             job.outstanding -= 1
             if job.outstanding == 0 and job.finished is not None:
                 job.finished.set()
+                if self.on_job_done is not None:
+                    self.on_job_done(job)
 
     async def run(self, feed: Callable[[Pipeline], Awaitable[None]]) -> None:
         n_todo = sum(len(j.todo) for j in self.jobs)

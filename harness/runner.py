@@ -225,13 +225,13 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
             sctx = ScoreContext(roles=roles, artifacts=artifacts, seed=config.seed, executor=pool, run=ctx)
             scorer = Scorer(task, sctx, cache, scorer_identity)
             sink = SampleSink(scorer, cache, progress)
-            solve = solve_local
+            solve, on_done = solve_local, None
             if settings.executor == "ray":
                 from harness.executors import RayExecutor
 
                 ray_exec = RayExecutor(config, ctx, settings.concurrency)
-                solve = ray_exec.solve
-            pipeline = Pipeline(jobs, sink, settings.concurrency, solver.batch_size, solve)
+                solve, on_done = ray_exec.solve, ray_exec.job_done
+            pipeline = Pipeline(jobs, sink, settings.concurrency, solver.batch_size, solve, on_done)
             extra: list[Solver] = []
 
             def fresh() -> Solver:

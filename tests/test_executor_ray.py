@@ -28,3 +28,28 @@ def test_ray_executor_matches_local(tmp_path):
     assert remote.n_errors == 0 and len(remote.records) == 100
     assert [(r.sample_id, r.prediction) for r in remote.records] == [(r.sample_id, r.prediction) for r in local.records]
     assert remote.metrics["weighted_f1"].value == pytest.approx(local.metrics["weighted_f1"].value)
+
+
+@pytest.mark.slow
+def test_ray_actors_receive_the_fitted_state_and_do_not_refit(tmp_path):
+    import os
+    from pathlib import Path
+
+    import toy_task
+    import toy_v2  # noqa: F401  (registers fit-pid)
+
+    tests_dir = str(Path(__file__).parent)
+    data = toy_task.write_items(tmp_path / "toy", 20)
+    cfg = RunConfig("toy", protocol="2fold", solver="fit-pid", n_boot=10)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": tests_dir + os.pathsep + os.environ.get("PYTHONPATH", "")}})
+        res = run(cfg, RunSettings(data=data, out_dir=tmp_path / "runs", executor="ray", concurrency=4,
+                                   show_progress=False, db_url=None))
+    finally:
+        ray.shutdown()
+    assert res.n_errors == 0 and len(res.records) == 20
+    # Fitted once per fold, in this process; solved in actor processes with that state.
+    assert {r.prediction["fit_pid"] for r in res.records} == {os.getpid()}
+    assert {r.prediction["n_train"] for r in res.records} == {10}
+    assert os.getpid() not in {r.prediction["solve_pid"] for r in res.records}

@@ -190,3 +190,25 @@ class ToyJudgedTask(toy_task.ToyTask):
 @register_solver("echo", tasks=("toyjudged",))
 class JudgedEchoSolver(toy_task.EchoSolver):
     """Right parity."""
+
+
+@register_solver("fit-pid", tasks=("toy",))
+class FitPidSolver(Solver):
+    """Reports which process fitted it and which solves: a Ray actor must get the driver's fitted state."""
+
+    resources = {"num_cpus": 1}
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.fit_pid = None
+        self.n_train = 0
+
+    def fit(self, train):
+        import os
+
+        self.fit_pid, self.n_train = os.getpid(), len(train)
+
+    async def solve(self, sample):
+        import os
+
+        return {"fit_pid": self.fit_pid, "n_train": self.n_train, "solve_pid": os.getpid()}
