@@ -36,7 +36,8 @@ def compare_runs(out_dir: Path, run_a: str, run_b: str, *, n_boot: int = 2000, s
     keys_a = {(r.fold, r.sample_id) for r in rec_a if r.ok}
     keys_b = {(r.fold, r.sample_id) for r in rec_b if r.ok}
     rows = [
-        paired_bootstrap(m, rec_a, rec_b, cluster_key=task.cluster_key, n_boot=n_boot, seed=seed)
+        paired_bootstrap(m, rec_a, rec_b, cluster_key=task.cluster_key, n_boot=n_boot, seed=seed,
+                         within_folds=task.bootstrap_within_folds)
         for m in task.metrics(ca["protocol"])
     ]
     return RunComparison(man_a, man_b, rows, len(keys_a - keys_b), len(keys_b - keys_a))

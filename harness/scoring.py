@@ -61,9 +61,11 @@ def sample_of(record: Record) -> Sample:
 
 def rescore(task: Task, protocol: str, records: Sequence[Record], *, n_boot: int = 1000, seed: int = 0,
             out_dir: Path | None = None, targets: Mapping[tuple[str, str], Any] | None = None,
-            sctx: ScoreContext | None = None) -> tuple[dict[str, MetricValue], dict[str, Any]]:
+            sctx: ScoreContext | None = None,
+            samples: Mapping[tuple[str, str], Sample] | None = None) -> tuple[dict[str, MetricValue], dict[str, Any]]:
     """Re-score `records` in place from their predictions and aggregate. `targets` ((fold, sample id) ->
-    target) replaces the records' own targets (a server scoring a submission with its ground truth)."""
+    target) replaces the records' own targets (a server scoring a submission with its ground truth);
+    `samples` ((fold, sample id) -> Sample) gives scorers the full samples when the data is at hand."""
     sctx = sctx or ScoreContext()
     with_models = task.scores_with_models()
 
@@ -80,7 +82,9 @@ def rescore(task: Task, protocol: str, records: Sequence[Record], *, n_boot: int
                 r.scores = {}
                 continue
             try:
-                sample = sample_of(r)
+                sample = (samples or {}).get((r.fold, r.sample_id)) or sample_of(r)
+                if targets is not None:
+                    sample = Sample(sample.id, sample.inputs, r.target, sample.groups)
                 r.scores = (await task.ascore(sample, r.prediction, sctx)) if with_models \
                     else task.score(sample, r.prediction)
             except Exception as exc:
@@ -88,6 +92,22 @@ def rescore(task: Task, protocol: str, records: Sequence[Record], *, n_boot: int
 
     asyncio.run(score_all())
     return aggregate(task, protocol, records, n_boot=n_boot, seed=seed, out_dir=out_dir)
+
+
+def _samples_if_at_hand(task: Task, manifest: Mapping[str, Any], protocol: str) -> dict[tuple[str, str], Sample]:
+    """The run's samples from its data folder when it is still there (scorers then see the inputs, and
+    tasks set up what `metrics` needs, such as a vocabulary); else {} and records alone are used."""
+    import warnings
+
+    data = manifest.get("data")
+    if not data or not Path(data).exists():
+        return {}
+    try:
+        folds = task.folds(Path(data), protocol)
+    except Exception as exc:
+        warnings.warn(f"re-scoring from samples.jsonl alone: {data} could not be loaded ({exc})", stacklevel=2)
+        return {}
+    return {(f.name, s.id): s for f in folds for _, ss in f.solved() for s in ss}
 
 
 def score_run(run_dir: Path, out_dir: Path | None = None, *, n_boot: int | None = None) -> Path:
@@ -116,7 +136,8 @@ def score_run(run_dir: Path, out_dir: Path | None = None, *, n_boot: int | None 
 
     roles = {n: RoleSpec(n, v["model"], v.get("base_url")) for n, v in (manifest.get("roles") or {}).items()}
     sctx = ScoreContext(roles=roles, artifacts=ArtifactStore(run_dir.parent / "artifacts"), seed=seed)
-    metrics, report = rescore(task, protocol, records, n_boot=n_boot, seed=seed, out_dir=out, sctx=sctx)
+    metrics, report = rescore(task, protocol, records, n_boot=n_boot, seed=seed, out_dir=out, sctx=sctx,
+                              samples=_samples_if_at_hand(task, manifest, protocol))
     metric_defs = task.metrics(protocol)
     write_samples(out / "samples.jsonl", [(record_line(r), r.cached) for r in records])
     write_json(out / "metrics.json", {

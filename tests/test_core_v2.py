@@ -230,3 +230,14 @@ def test_sigterm_marks_the_manifest_interrupted(tmp_path, toy_data):
     proc.wait(timeout=60)
     assert proc.returncode != 0
     assert json.loads(manifests[0].read_text())["status"] == "interrupted"
+
+
+def test_the_same_model_on_another_endpoint_is_computed_afresh(tmp_path, shared_data):
+    data = shared_data("mustard")
+    cfg = RunConfig("sarcasm", solver="mllm", model="fake-model", limit=2, n_boot=20)
+    with FakeOpenAIServer(ServerConfig()) as a, FakeOpenAIServer(ServerConfig()) as b:
+        first = run(cfg, settings(tmp_path, data, base_url=a.base_url))
+        again = run(cfg, settings(tmp_path, data, base_url=a.base_url))
+        other = run(cfg, settings(tmp_path, data, base_url=b.base_url))
+        assert first.n_cached == 0 and again.n_cached == 10 and other.n_cached == 0
+        assert a.stats()["completed"] == 10 and b.stats()["completed"] == 10
