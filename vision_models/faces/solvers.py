@@ -1,6 +1,10 @@
-"""Protections as solvers: each protects both images of a pair and stores them as artifacts.
+"""Face protections as solvers: each protects every image of a sample and stores it as an artifact.
 
-Why per image and not per pair: LFW's 6,000 pairs reuse ~7,700 images, so a protected image is
+A sample lists its images as `inputs["images"]` = {name: path} (a verification pair in fdeid: `a` and
+`b`; one image in face_anon); the prediction maps the same names to artifact references. The classes
+are generic; a task makes them its solvers with `register_protections(task)`.
+
+Why per image and not per sample: LFW's 6,000 pairs reuse ~7,700 images, so a protected image is
 computed once per run (memoised by path) and stored once (the artifact store is content-addressed).
 The face box comes from dlib's HOG detector on the original; when it finds no face the image is left
 as it is (FDeID's methods return the frame unchanged without a box) and `info` says so; the scorer then
@@ -28,7 +32,13 @@ from vision_models.faces import protect
 from vision_models.faces.detect import Face, detect_face, load_image
 from vision_models.faces.memo import Once
 
-TASKS = ("fdeid",)
+
+def sample_images(sample: Sample) -> dict[str, str]:
+    """The sample's images to protect: `inputs["images"]` = {name: path}."""
+    images = sample.inputs.get("images")
+    if not isinstance(images, dict) or not images:
+        raise HarnessError(f"sample {sample.id}: inputs['images'] must map names to image paths")
+    return {str(k): str(v) for k, v in images.items()}
 
 
 def image_key(path: str) -> str:
@@ -82,8 +92,8 @@ class ProtectionSolver(_Solver):
 
     async def solve(self, sample: Sample) -> SolverOutput:
         refs, infos = {}, {}
-        for side in ("a", "b"):
-            refs[side], infos[side] = await asyncio.to_thread(self._stored, str(sample.inputs[side]))
+        for name, path in sample_images(sample).items():
+            refs[name], infos[name] = await asyncio.to_thread(self._stored, path)
         return SolverOutput(prediction=dict(refs), info={"faces": infos}, artifacts=dict(refs))
 
 
@@ -91,7 +101,6 @@ class NoOptions(SolverOptions):
     pass
 
 
-@register_solver("identity", tasks=TASKS, kind="transform")
 class IdentityProtection(ProtectionSolver):
     """No protection: the original pixels (the reference point: PSR 0, SSIM 1)."""
 
@@ -106,7 +115,6 @@ class BlurOptions(SolverOptions):
     sigma: float = Field(0.0, ge=0, description="Gaussian sigma (0: OpenCV's default for the kernel)")
 
 
-@register_solver("blur", tasks=TASKS, kind="transform")
 class BlurProtection(ProtectionSolver):
     """Gaussian blur of the face box (FDeID: kernel 60)."""
 
@@ -120,7 +128,6 @@ class PixelateOptions(SolverOptions):
     block: int = Field(8, ge=1, description="pixel block size")
 
 
-@register_solver("pixelate", tasks=TASKS, kind="transform")
 class PixelateProtection(ProtectionSolver):
     """Mosaic of the face box (FDeID: block 8)."""
 
@@ -130,7 +137,6 @@ class PixelateProtection(ProtectionSolver):
         return protect.pixelate(image, face.box, self.opts.block)  # type: ignore[attr-defined]
 
 
-@register_solver("mask", tasks=TASKS, kind="transform")
 class MaskProtection(ProtectionSolver):
     """A black box over the detected face."""
 
@@ -145,7 +151,6 @@ class NoiseOptions(SolverOptions):
     seed: int = Field(0, description="random seed (filled from --seed)")
 
 
-@register_solver("noise", tasks=TASKS, kind="transform")
 class NoiseProtection(ProtectionSolver):
     """Gaussian noise added inside the face box."""
 
@@ -163,7 +168,6 @@ class KSameOptions(SolverOptions):
     seed: int = Field(0, description="random seed of k-Same-Select (filled from --seed)")
 
 
-@register_solver("ksame", tasks=TASKS, kind="transform")
 class KSameProtection(ProtectionSolver):
     """k-Same: the face replaced by the mean of (or one of) its k nearest reference faces."""
 
@@ -181,7 +185,7 @@ class KSameProtection(ProtectionSolver):
                 raise HarnessError(f"ksame: reference folder {root} does not exist")
             paths = sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
         else:
-            paths = sorted({str(s.inputs[side]) for s in train for side in ("a", "b")})
+            paths = sorted({p for s in train for p in sample_images(s).values()})
         self.references = []
         for path in paths:
             if len(self.references) >= opts.max_refs:  # type: ignore[attr-defined]
@@ -212,7 +216,6 @@ class InpaintOptions(SolverOptions):
     seed: int = Field(0, description="random seed (filled from --seed)")
 
 
-@register_solver("sd-inpaint", tasks=TASKS, kind="vision")
 class SdInpaintProtection(ProtectionSolver):
     """Stable Diffusion inpainting of the face box (the user's weights by name or path; tiny-random for smoke runs)."""
 
@@ -232,4 +235,13 @@ class SdInpaintProtection(ProtectionSolver):
     _pipe_lock = threading.Lock()
 
 
-SOLVERS = ("identity", "blur", "pixelate", "mask", "noise", "ksame", "sd-inpaint")
+PROTECTIONS: dict[str, type[ProtectionSolver]] = {
+    "identity": IdentityProtection, "blur": BlurProtection, "pixelate": PixelateProtection, "mask": MaskProtection,
+    "noise": NoiseProtection, "ksame": KSameProtection, "sd-inpaint": SdInpaintProtection,
+}
+
+
+def register_protections(*tasks: str) -> None:
+    """Make every protection a solver of `tasks` (called by each task package that uses them)."""
+    for name, cls in PROTECTIONS.items():
+        register_solver(name, tasks=tasks, kind="vision" if name == "sd-inpaint" else "transform")(cls)
