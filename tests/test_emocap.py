@@ -237,3 +237,15 @@ def test_end_to_end_run_on_synthetic_rafdb(tmp_path):
     assert metrics["protocol"] == "rafdb" and metrics["n_samples"] == 14 and metrics["n_errors"] == 0
     assert set(metrics["metrics"]) >= {"uar", "war"}
     assert sum(map(sum, metrics["report"]["confusion"])) == 14
+
+
+@pytest.mark.gpu
+def test_clip_zeroshot_on_cuda_matches_cpu_in_batches(tmp_path):
+    write_rafdb(tmp_path, n_train=0, n_test=70)
+    task = EmocapTask()
+    (fold,) = task.folds(tmp_path, "rafdb")
+    cpu = solve_all(make_solver(task, "clip-zeroshot", RunContext(), TINY), fold.test)
+    gpu_solver = make_solver(task, "clip-zeroshot", RunContext(), {**TINY, "device": "cuda"})
+    gpu = solve_all(gpu_solver, fold.test)  # 70 faces: one full batch of 64 and one of 6
+    assert gpu_solver.clip.device == "cuda"
+    np.testing.assert_allclose([o["logits"] for o in gpu], [o["logits"] for o in cpu], atol=2e-3)

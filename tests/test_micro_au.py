@@ -192,3 +192,16 @@ def test_end_to_end_loso_run_has_pooled_metrics_and_a_subject_ci(tmp_path):
     f1 = metrics["metrics"]["au_f1_mean"]
     assert f1["ci_low"] <= f1["value"] <= f1["ci_high"]
     assert metrics["report"]["n_apex_imputed"] == 1 and set(metrics["report"]["per_au"]) >= {"AU1", "AU17"}
+
+
+@pytest.mark.gpu
+def test_clip_au_features_on_cuda_match_cpu(tmp_path):
+    pytest.importorskip("open_clip")
+    from tasks.micro_au.solvers import ClipAuSolver
+
+    write_dataset(tmp_path, "samm", n_subjects=2, clips_per_subject=3)
+    (fold, _) = MicroAuTask().folds(tmp_path, "samm-loso")
+    opts = {"model": "tiny-random-clip", "pretrained": "none"}
+    cpu = ClipAuSolver(**opts, device="cpu").features(fold.test)
+    gpu = ClipAuSolver(**opts, device="cuda").features(fold.test)
+    np.testing.assert_allclose(np.stack(gpu), np.stack(cpu), atol=2e-3)
