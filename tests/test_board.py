@@ -118,6 +118,14 @@ def test_rank_intervals_by_hand() -> None:
     assert got[2] == (3, 3)
     assert got[0] == (1, 2) and got[1] == (1, 2)
     assert rank_intervals(-reps, False)[2] == (3, 3)
+    # against the definition, column by column, with ties (rounded values) and NaN
+    rng = np.random.default_rng(1)
+    reps = np.round(rng.normal(0.5, 0.1, (7, 60)), 1)
+    reps[3, :5] = np.nan
+    v = np.where(np.isnan(reps), -np.inf, reps)
+    ranks = np.array([[1 + (v[:, k] > v[i, k]).sum() for k in range(60)] for i in range(7)])
+    expected = [(int(np.floor(np.percentile(r, 2.5))), int(np.ceil(np.percentile(r, 97.5)))) for r in ranks]
+    assert rank_intervals(reps, True) == expected
 
 
 @pytest.mark.parametrize("override,reason", [

@@ -43,18 +43,20 @@ def _headline_value(row: BoardRow, name: str) -> float | None:
 
 
 def rank_intervals(reps: np.ndarray, higher_is_better: bool) -> list[tuple[int, int]]:
-    """Rows x replicates -> per row (low, high): the 95% percentile range of its rank (1 = best);
-    a NaN replicate ranks last."""
+    """Rows x replicates -> per row (low, high): the 95% percentile range of its rank (1 = best; tied
+    runs share the best of their ranks, i.e. 1 + the number of runs strictly better); a NaN replicate
+    ranks last. One sort per replicate column, vectorised over all columns."""
     v = np.where(np.isnan(reps), -np.inf, reps if higher_is_better else -reps)
-    # rank = 1 + number of runs strictly better in that replicate
-    order = np.sort(v, axis=0)
-    ranks = np.empty_like(v, dtype=np.int64)
     n = v.shape[0]
-    for k in range(v.shape[1]):
-        ranks[:, k] = n - np.searchsorted(order[:, k], v[:, k], side="right") + 1
-    lo = np.floor(np.percentile(ranks, 2.5, axis=1)).astype(int)
-    hi = np.ceil(np.percentile(ranks, 97.5, axis=1)).astype(int)
-    return list(zip(lo.tolist(), hi.tolist(), strict=True))
+    order = np.argsort(-v, axis=0)  # best first in every column
+    ordered = np.take_along_axis(v, order, axis=0)
+    first = np.arange(n, dtype=np.int32)[:, None].repeat(v.shape[1], axis=1)
+    first[1:][ordered[1:] == ordered[:-1]] = 0  # a tie keeps the position of the first of its run
+    np.maximum.accumulate(first, axis=0, out=first)
+    ranks = np.empty_like(first)
+    np.put_along_axis(ranks, order, first + 1, axis=0)
+    lo, hi = np.percentile(ranks, [2.5, 97.5], axis=1)
+    return list(zip(np.floor(lo).astype(int).tolist(), np.ceil(hi).astype(int).tolist(), strict=True))
 
 
 def build_groups(store: BoardStore, task: Task, rows: list[BoardRow], *, protocol: str | None = None,
