@@ -172,6 +172,7 @@ def test_media_bytes_and_sampling_parameters_change_the_cache_key(tmp_path):
     assert request_key("m", req(temperature=0.7)) != base
     assert request_key("m", req(json_schema={"type": "object"})) != base
     assert request_key("other", req()) != base
+    assert request_key("m", req(), "http://a:8000/v1") != request_key("m", req(), "http://b:8000/v1")
     img.write_bytes(b"\x89PNG\r\n\x1a\nBBBB")  # same path, new content
     assert request_key("m", req()) != base
     inline = ChatRequest((Message("user", (Part("image", data=b"1"),)),))

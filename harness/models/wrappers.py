@@ -261,10 +261,12 @@ def _part_key(part: Part) -> dict[str, Any]:
 MEDIA_FORMAT = "2"  # bump when the rendering of video/audio parts for a model changes
 
 
-def request_key(model: str, request: ChatRequest) -> str:
-    """Content hash of everything that determines an answer: the model, the messages with the bytes
-    of their media, the sampling parameters and the schema."""
+def request_key(model: str, request: ChatRequest, endpoint: str | None = None) -> str:
+    """Content hash of everything that determines an answer: the endpoint and model (the same model
+    name on another server is another model), the messages with the bytes of their media, the sampling
+    parameters and the schema."""
     payload = {
+        "endpoint": endpoint,
         "model": request.model or model,
         "messages": [[m.role, [_part_key(p) for p in m.content]] for m in request.messages],
         "temperature": request.temperature,
@@ -335,7 +337,7 @@ class CachedBackend(ModelBackend):
             )
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        key = request_key(self.model, request)
+        key = request_key(self.model, request, self.endpoint)
         hit = self.get(key)
         if hit is not None:
             self.hits += 1
