@@ -98,3 +98,16 @@ def test_identity_protection_has_zero_psr_and_missing_face_counts_as_protected()
     assert report.protected["accuracy"] == report.original["accuracy"]
     missing = privacy_report(SIMS, [None, None, None, 0.7, 0.153, 0.1], LABELS)
     assert missing.psr == 1.0  # a face nobody can find is not recognised
+
+
+def test_one_class_of_pairs_gives_nan_not_a_degenerate_threshold():
+    # Only genuine pairs: t = -1 would accept all at 100 %, and PSR would measure nothing.
+    report = privacy_report([0.9, 0.8], [-0.5, 0.1], [1, 1])
+    assert np.isnan(report.original["accuracy"]) and np.isnan(report.original["threshold"])
+    assert np.isnan(report.psr)
+
+
+def test_a_missing_protected_face_is_below_every_threshold():
+    report = privacy_report([0.9, 0.1], [None, None], [1, 0])
+    assert report.protected["accuracy"] == 0.5  # nothing accepted: the genuine pair is lost, the impostor kept out
+    assert report.psr == 1.0

@@ -11,8 +11,11 @@ Semantics of FDeID-Toolbox `scripts/eval_privacy_lfw.py` (the reference TASKS.md
 - PSR = share of genuine pairs (with both protected embeddings) that are accepted on the originals
   (sim >= t) and rejected after protection (sim < t), t = the best-accuracy threshold on originals.
 
-A protected pair whose embedding is missing (no face found) gets similarity -1 here: a face the
-recogniser cannot find is not recognised, so it counts as protected (the reference drops such pairs).
+A protected pair whose embedding is missing (no face found) gets similarity -2 here, below every
+cosine and every threshold of the sweep: a face the recogniser cannot find is not recognised, so it
+counts as protected (the reference drops such pairs). With only one class of pairs (no impostors, or no
+genuine pairs) the threshold choice is degenerate (t = -1 accepts everything at 100 % accuracy), so
+accuracy, threshold and PSR are NaN there instead of a number that means nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 FAR_TARGETS = {"0_01": 0.0001, "0_1": 0.001, "1": 0.01, "10": 0.1}  # metric suffix -> FAR
-NO_FACE_SIMILARITY = -1.0
+NO_FACE_SIMILARITY = -2.0
 
 
 def sweep_thresholds() -> np.ndarray:
@@ -66,12 +69,12 @@ def verification_metrics(sims: Sequence[float], labels: Sequence[int]) -> dict[s
     """accuracy, threshold, auc, eer, tar_at_far_{0_01,0_1,1,10} (NaN where a class is missing)."""
     s = np.asarray(sims, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
-    acc, thr = best_accuracy(s, y)
-    out = {"accuracy": acc, "threshold": thr}
     if len(np.unique(y)) < 2:
-        out.update({"auc": float("nan"), "eer": float("nan")})
+        out = {"accuracy": float("nan"), "threshold": float("nan"), "auc": float("nan"), "eer": float("nan")}
         out.update({f"tar_at_far_{k}": float("nan") for k in FAR_TARGETS})
         return out
+    acc, thr = best_accuracy(s, y)
+    out = {"accuracy": acc, "threshold": thr}
     fpr, tpr = roc(s, y)
     out["auc"] = float(np.trapezoid(tpr, fpr))
     out["eer"] = equal_error_rate(fpr, tpr)
@@ -85,7 +88,7 @@ def protection_success_rate(orig_sims: Sequence[float], prot_sims: Sequence[floa
     o = np.asarray(orig_sims, dtype=np.float64)
     p = np.asarray(prot_sims, dtype=np.float64)
     genuine = np.asarray(labels, dtype=np.int64) == 1
-    if not genuine.any():
+    if not genuine.any() or not np.isfinite(threshold):
         return float("nan")
     return float(np.mean((o[genuine] >= threshold) & (p[genuine] < threshold)))
 
