@@ -167,8 +167,7 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
                           "solver_options": config.solver_options, "judges": tuple(config.judges),
                           "roles": tuple(config.roles)})
     roles = build_roles(config.roles, config.judges, task.roles, settings.base_url)
-    fingerprint = task.fingerprint(data_dir, exclude=settings.out_dir) if _takes_exclude(task) \
-        else task.fingerprint(data_dir)
+    fingerprint = task.fingerprint(data_dir)
     folds = task.folds(data_dir, protocol)
     artifacts = ArtifactStore(settings.out_dir / "artifacts")
     ctx = RunContext(
@@ -295,12 +294,6 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
 
         Leaderboard(settings.db_url).add_run(manifest, metrics, headline=metric_defs[0].name if metric_defs else "")
     return RunResult(run_id, run_dir, config, metrics, records, n_cached, wall, report, cache_error)
-
-
-def _takes_exclude(task: Task) -> bool:
-    import inspect
-
-    return "exclude" in inspect.signature(task.fingerprint).parameters
 
 
 def _collect(jobs: list[FoldJob]) -> tuple[list[Record], list[tuple[str, bool]]]:
