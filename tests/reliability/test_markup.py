@@ -81,3 +81,33 @@ def test_progress_bar_shows_label_and_fold_literally(evil: str) -> None:
         progress.start_fold(f"fold{evil}", total=2, cached=0)
         progress.advance(error=False)
     assert f"task{evil} [fold{evil}]" in buf.getvalue()
+
+
+def test_hostile_names_end_to_end_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--out, sample ids, -S values and solver errors holding markup, quotes and traversal strings: the
+    run summary, `show`, `leaderboard` and `compare` print them literally and nothing crashes."""
+    import tests.toy_task  # noqa: F401 - registers the toy task
+    from harness.cli import main
+
+    evil_id = "s1[/][old]'; DROP TABLE runs; --../../x"
+    data = tmp_path / "toy"
+    data.mkdir()
+    items = [{"id": "s0", "x": 0, "subject": "a"}, {"id": evil_id, "x": 1, "subject": "[b]"}]
+    (data / "items.json").write_text(json.dumps(items))
+    fail_file = tmp_path / "fail[/]list.json"  # a folder "fail[" holding "]list.json"
+    fail_file.parent.mkdir()
+    fail_file.write_text(json.dumps([evil_id]))
+    out = tmp_path / "exp[/]runs[old]"
+    base = ["--data", str(data), "--out", str(out), "--no-progress", "--bootstrap", "20"]
+    assert main(["run", "--task", "toy", "--solver", "flaky", "-S", f"fail_file={fail_file}", *base]) == 0
+    printed = capsys.readouterr().out
+    assert f"boom on {evil_id}" in printed and "exp[/]runs[old]" in printed
+    run_id = next(p.name for p in out.iterdir() if p.is_dir())
+    assert main(["show", run_id, "--out", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "fail[/]list.json" in shown and run_id in shown
+    assert main(["leaderboard", "--task", "toy", "--out", str(out)]) == 0
+    board = capsys.readouterr().out
+    assert "fail[/]list.json" in board.replace("\n", "").replace(" ", "") or "fail[/]" in board
+    assert main(["compare", run_id, run_id, "--out", str(out)]) == 0
+    assert run_id in capsys.readouterr().out
