@@ -238,10 +238,9 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
                 return extra[-1]
 
             try:
-                with progress:
-                    await rescore_hits(jobs, scorer, settings.concurrency)
+                with progress:  # cached predictions are re-scored while the rest are solved
                     feed = sequential_feed(solver) if sequential else parallel_feed(solver, fresh)
-                    await pipeline.run(feed)
+                    await asyncio.gather(pipeline.run(feed), rescore_hits(jobs, scorer, settings.concurrency))
             finally:
                 if settings.executor == "ray":
                     ray_exec.close()
