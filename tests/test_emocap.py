@@ -249,3 +249,45 @@ def test_clip_zeroshot_on_cuda_matches_cpu_in_batches(tmp_path):
     gpu = solve_all(gpu_solver, fold.test)  # 70 faces: one full batch of 64 and one of 6
     assert gpu_solver.clip.device == "cuda"
     np.testing.assert_allclose([o["logits"] for o in gpu], [o["logits"] for o in cpu], atol=2e-3)
+
+
+# -- dynamic sets (annotation lists) -------------------------------------------------------------------
+def test_exp_clip_test_frame_indices():
+    from tasks.emocap.dynamic import test_indices
+
+    # 40 frames: tick 2.5 -> int(1.25 + 2.5 x)
+    assert test_indices(40) == [int(1.25 + 2.5 * x) for x in range(16)] == [1, 3, 6, 8, 11, 13, 16, 18, 21, 23,
+                                                                             26, 28, 31, 33, 36, 38]
+    assert test_indices(16) == [0] * 16  # not more frames than segments: the first frame, 16 times
+
+
+def test_dfew_lists_give_five_folds_and_fold_averaged_metrics(tmp_path):
+    from tasks.emocap.synthetic import write_dynamic
+
+    write_dynamic(tmp_path, "dfew", n_clips=7, n_frames=20)
+    task = EmocapTask()
+    assert task.detect_protocol(tmp_path) == "dfew"
+    folds = task.folds(tmp_path, "dfew")
+    assert [f.name for f in folds] == ["set1", "set2", "set3", "set4", "set5"]
+    assert [s.target for s in folds[0].test] == list(CLASSES_7)  # 0-based labels in Exp-CLIP's order
+    assert {m.name: m.per_fold for m in task.metrics("dfew")}["uar"] is True
+    bad = tmp_path / "DFEW_set_2_test.txt"
+    bad.write_text(bad.read_text().replace(" 20 3\n", " 20 9\n"))
+    with pytest.raises(DataError, match="label '9' is not an index 0..6"):
+        task.score(task.folds(tmp_path, "dfew")[1].test[3], {"label": "anger"})
+
+
+def test_clip_features_of_a_clip_are_the_normalised_mean_of_raw_frame_features(tmp_path):
+    from tasks.emocap.dynamic import load_clip
+    from tasks.emocap.synthetic import write_dynamic
+
+    write_dynamic(tmp_path, "afew", n_clips=3, n_frames=24)
+    task = EmocapTask()
+    (fold,) = task.folds(tmp_path, "afew")
+    solver = make_solver(task, "clip-zeroshot", RunContext(), TINY)
+    feats, errors = solver.encode(fold.test)
+    assert errors == [None, None, None]
+    raw = solver.clip.encode_images(load_clip(fold.test[1]), normalize=False).mean(axis=0)
+    np.testing.assert_allclose(feats[1], raw / np.linalg.norm(raw), atol=1e-5)
+    outs = solve_all(solver, fold.test)
+    assert all(o["label"] in CLASSES_7 for o in outs)

@@ -1,10 +1,12 @@
 """emocap: zero-shot facial expression recognition with CLIP-style models (EmoCapCLIP, Exp-CLIP `test.py`).
 
-Protocols are the static sets of Exp-CLIP's zero-shot table: `rafdb` (7 classes), `affectnet7`,
-`affectnet8` and `ferplus` (8 classes). Each protocol is one fold: the official test split is
-solved, the train split is given to solvers that learn (`majority`, `linear-probe`); zero-shot solvers
-ignore it. Metrics: `war` (accuracy) and `uar` (mean per-class recall over the fixed class list), from
-`harness.metrics` over the protocol's fixed class list; an unreadable answer is wrong for every class.
+Protocols are the sets of Exp-CLIP's zero-shot table: static `rafdb` (7 classes), `affectnet7`,
+`affectnet8` and `ferplus` (8 classes), each one fold (the official test split is solved, the train split
+is given to solvers that learn: `majority`, `linear-probe`; zero-shot solvers ignore it); and dynamic
+`dfew`, `mafw` (5 folds each, metrics averaged over folds as Exp-CLIP does), `ferv39k`, `afew` in the
+annotation-list layout of `dynamic.py` (16 frames per clip, features pooled over frames). Metrics: `war`
+(accuracy) and `uar` (mean per-class recall), from `harness.metrics` over the protocol's fixed class
+list; an unreadable answer is wrong for every class.
 The report adds per-class recall and the confusion matrix. Layouts: `loaders.py`; labels: `labels.py`.
 """
 
@@ -16,7 +18,7 @@ from typing import Any, ClassVar
 
 from harness import metrics as cm
 from harness.core import JSON, DataError, Fold, Metric, Record, Sample, Task
-from tasks.emocap import solvers  # noqa: F401 - registers the solvers
+from tasks.emocap import dynamic, solvers  # noqa: F401 - registers the solvers
 from tasks.emocap.labels import CLASSES_8, PROTOCOL_CLASSES
 from tasks.emocap.loaders import detect_layout, load_splits, locate
 
@@ -41,6 +43,10 @@ class EmocapTask(Task):
         "affectnet7": "AffectNet validation list, 7 classes (no contempt)",
         "affectnet8": "AffectNet validation list, 8 classes",
         "ferplus": "FER+ majority labels (FERPlus rules) of FER2013 PrivateTest, 8 classes",
+        "dfew": "DFEW video clips, 5 folds (annotation lists), 7 classes, 16 frames per clip",
+        "ferv39k": "FERV39k video clips (annotation lists), 7 classes, 16 frames per clip",
+        "mafw": "MAFW video clips, 5 folds (annotation lists), 11 classes, 16 frames per clip",
+        "afew": "AFEW validation clips (annotation list), 7 classes, 16 frames per clip",
     }
     default_protocol: ClassVar[str] = "rafdb"
     default_solver: ClassVar[str] = "majority"
@@ -49,7 +55,7 @@ class EmocapTask(Task):
     scorer_version: ClassVar[str] = "1"
 
     def detect_protocol(self, data_dir: Path) -> str | None:
-        found = detect_layout(data_dir)
+        found = detect_layout(data_dir) or dynamic.detect(data_dir)
         if found is None:
             for proto in ("rafdb", "ferplus", "affectnet7"):
                 try:
@@ -62,18 +68,23 @@ class EmocapTask(Task):
     def resolve_data(self, data: Path | None) -> Path:
         path = super().resolve_data(data)
         if self.detect_protocol(path) is None:
-            raise DataError(f"{path}: no RAF-DB, FER+ or AffectNet layout found "
-                            "(basic/EmoLabel/list_patition_label.txt, fer2013new.csv, Manually_Annotated_file_lists/)")
+            raise DataError(f"{path}: no RAF-DB, FER+, AffectNet or video annotation-list layout found "
+                            "(basic/EmoLabel/list_patition_label.txt, fer2013new.csv, Manually_Annotated_file_lists/, "
+                            "DFEW_set_1_test.txt, MAFW_set_1_test.txt, FERV39k_test.txt, AFEW_validation.txt)")
         return path
 
     def folds(self, data_dir: Path, protocol: str) -> list[Fold]:
         if protocol not in PROTOCOL_CLASSES:
             raise DataError(f"unknown emocap protocol {protocol!r}; known: {', '.join(PROTOCOL_CLASSES)}")
-        splits = load_splits(locate(data_dir, protocol), protocol)
         classes = list(PROTOCOL_CLASSES[protocol])
 
         def with_classes(samples: list[Sample]) -> list[Sample]:
             return [Sample(s.id, {**s.inputs, "classes": classes}, s.target, s.groups) for s in samples]
+
+        if protocol in dynamic.LISTS:
+            return [Fold(name, with_classes(test), train=with_classes(train))
+                    for name, test, train in dynamic.fold_lists(data_dir, protocol)]
+        splits = load_splits(locate(data_dir, protocol), protocol)
 
         if not splits["test"]:
             raise DataError(f"{data_dir}: the {protocol} test split is empty")
@@ -94,9 +105,11 @@ class EmocapTask(Task):
             true, pred = _labels(records)
             return cm.Coded(cm.encode(true, classes), cm.encode(pred, classes), classes)
 
+        per_fold = protocol in ("dfew", "mafw")  # Exp-CLIP averages UAR/WAR over the 5 folds
         return [
-            Metric("uar", classification=cm.Classification(codes, stat="recall", average="macro"), scale=100.0),
-            Metric("war", classification=cm.Classification(codes, stat="accuracy"), scale=100.0),
+            Metric("uar", classification=cm.Classification(codes, stat="recall", average="macro"), scale=100.0,
+                   per_fold=per_fold),
+            Metric("war", classification=cm.Classification(codes, stat="accuracy"), scale=100.0, per_fold=per_fold),
             Metric("invalid_rate", mean_of="invalid", higher_is_better=False, scale=100.0),
         ]
 

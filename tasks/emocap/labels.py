@@ -11,6 +11,7 @@ from __future__ import annotations
 # Exp-CLIP's class order (models/Text.py): its 7-class sets are the first 7, the 8-class sets add contempt.
 CLASSES_7 = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
 CLASSES_8 = (*CLASSES_7, "contempt")
+CLASSES_11 = (*CLASSES_8, "anxiety", "helplessness", "disappointment")  # MAFW
 
 # RAF-DB basic, EmoLabel/list_patition_label.txt: 1 Surprise, 2 Fear, 3 Disgust, 4 Happiness, 5 Sadness,
 # 6 Anger, 7 Neutral.
@@ -34,4 +35,8 @@ PROTOCOL_CLASSES = {
     "affectnet7": CLASSES_7,
     "affectnet8": CLASSES_8,
     "ferplus": CLASSES_8,
+    "dfew": CLASSES_7,
+    "ferv39k": CLASSES_7,
+    "mafw": CLASSES_11,
+    "afew": CLASSES_7,
 }

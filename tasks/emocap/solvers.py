@@ -19,6 +19,7 @@ from pydantic import Field
 from harness.core import JSON, HarnessError, Sample, Solver
 from harness.options import SolverOptions
 from harness.registry import register_solver
+from tasks.emocap.dynamic import load_clip
 from tasks.emocap.loaders import load_face
 from tasks.emocap.prompts import PROMPT_SETS, class_prompts, prompts_digest
 
@@ -104,15 +105,19 @@ class _ClipSolver(Solver):
         return {"model": self.opts.model, "weights": weights_identity(self.opts.pretrained)}
 
     def encode(self, samples: Sequence[Sample]) -> tuple[np.ndarray, list[Exception | None]]:
-        """Features of the readable faces (in order) and, per sample, its load error or None."""
-        faces, errors = [], []
+        """Features of the readable faces or clips (in order) and, per sample, its load error or None.
+        A clip (dynamic sets) is the mean of its 16 frames' features, L2-normalised (Exp-CLIP)."""
+        items: list[Any] = []
+        errors: list[Exception | None] = []
         for s in samples:
             try:
-                faces.append(load_face(s))
+                items.append(load_clip(s) if "frames" in s.inputs else load_face(s))
                 errors.append(None)
             except Exception as exc:  # one bad file is that sample's error
                 errors.append(exc)
-        return self.clip.encode_images(faces, batch_size=self.batch_size), errors
+        if items and isinstance(items[0], list):
+            return self.clip.encode_clips(items, batch_size=self.batch_size), errors
+        return self.clip.encode_images(items, batch_size=self.batch_size), errors
 
     def predict(self, feats: np.ndarray, samples: Sequence[Sample]) -> list[JSON]:
         raise NotImplementedError

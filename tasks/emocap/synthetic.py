@@ -92,7 +92,30 @@ def write_affectnet(root: str | Path, n_per_class: int = 2, seed: int = 0,
     return root
 
 
-__all__ = ["RAFDB_CODES", "face_image", "write_affectnet", "write_ferplus", "write_rafdb"]
+def write_dynamic(root: str | Path, protocol: str = "dfew", n_clips: int = 7, n_frames: int = 20, seed: int = 0,
+                  folds: int | None = None) -> Path:
+    """Frame folders `clips/<name>/<00001>.jpg` and the annotation lists of `protocol` (relative paths);
+    clip i has label i % classes; `folds` limits the 5-fold sets (default all)."""
+    from tasks.emocap.dynamic import LISTS
+    from tasks.emocap.labels import PROTOCOL_CLASSES
+
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    n_classes = len(PROTOCOL_CLASSES[protocol])
+    for train_name, test_name, fold in LISTS[protocol][:folds]:
+        for list_name, split in ((train_name, "train"), (test_name, "test")):
+            lines = []
+            for i in range(n_clips):
+                label = i % n_classes
+                name = f"clips/{fold}_{split}_{i:03d}"
+                for t in range(n_frames):
+                    _save(face_image(label, rng, 64), root / name / f"{t + 1:05d}.jpg")
+                lines.append(f"{name} {n_frames} {label}")
+            (root / list_name).write_text("\n".join(lines) + "\n")
+    return root
+
+
+__all__ = ["RAFDB_CODES", "face_image", "write_affectnet", "write_dynamic", "write_ferplus", "write_rafdb"]
 
 if __name__ == "__main__":
     out = write_rafdb(sys.argv[1] if len(sys.argv) > 1 else "emocap-synthetic")

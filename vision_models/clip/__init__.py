@@ -110,16 +110,29 @@ class ClipModel:
         """exp(learned temperature), the `scale` of CLIP's logits (100 for released models)."""
         return float(self.model.logit_scale.exp().item())
 
-    def _run(self, fn: Any, batch: Any) -> np.ndarray:
+    def _run(self, fn: Any, batch: Any, normalize: bool = True) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            out = fn(batch.to(self.device))
-            out = out / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-            return out.float().cpu().numpy()
+            out = fn(batch.to(self.device)).float()
+            if normalize:
+                out = out / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            return out.cpu().numpy()
 
-    def encode_images(self, images: Sequence[Any], batch_size: int = 64) -> np.ndarray:
-        """[N, D] unit-norm features of PIL images (or HxWx3 / HxW uint8 arrays), `batch_size` at a time."""
+    def encode_clips(self, clips: Sequence[Sequence[Any]], batch_size: int = 64) -> np.ndarray:
+        """[N, D] features of video clips: the mean of the frames' raw image features, then L2-normalised
+        (Exp-CLIP's Dynamic_FER pooling). All frames of all clips go through the model `batch_size` at a time."""
+        lengths = [len(c) for c in clips]
+        if any(n == 0 for n in lengths):
+            raise ValueError("a clip has no frames")
+        flat = self.encode_images([f for c in clips for f in c], batch_size=batch_size, normalize=False)
+        bounds = np.cumsum([0, *lengths])
+        pooled = np.stack([flat[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+    def encode_images(self, images: Sequence[Any], batch_size: int = 64, normalize: bool = True) -> np.ndarray:
+        """[N, D] features of PIL images (or HxWx3 / HxW uint8 arrays), `batch_size` at a time; unit-norm
+        unless `normalize=False`."""
         import torch
         from PIL import Image
 
@@ -128,7 +141,7 @@ class ClipModel:
             chunk = [im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im))
                      for im in images[i:i + batch_size]]
             batch = torch.stack([self.preprocess(im.convert("RGB")) for im in chunk])
-            feats.append(self._run(self.model.encode_image, batch))
+            feats.append(self._run(self.model.encode_image, batch, normalize))
         dim = int(self.model.text_projection.shape[-1]) if not feats else feats[0].shape[1]
         return np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)
 
