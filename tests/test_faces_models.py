@@ -219,3 +219,25 @@ def test_tiny_random_feature_net_and_weights_missing():
     assert net.features([a, b, a]).shape == (3, 32)
     with pytest.raises(HarnessError, match="weights missing: put .* at /no/vgg.pt"):
         quality.feature_net("vgg:/no/vgg.pt")
+
+
+def test_zero_padded_ssim_matches_a_same_size_convolution_by_scipy():
+    from scipy.signal import correlate2d
+
+    a = _img(10, (40, 36, 3)).astype(float) / 255
+    b = np.clip(a + np.random.default_rng(11).normal(0, 0.1, a.shape), 0, 1)
+    x = np.arange(11) - 5
+    g = np.exp(-(x**2) / (2 * 1.5**2))
+    w = np.outer(g / g.sum(), g / g.sum())
+
+    def conv(z):
+        return correlate2d(z, w, mode="same", boundary="fill", fillvalue=0)
+
+    vals = []
+    for c in range(3):
+        p, q = a[:, :, c], b[:, :, c]
+        m1, m2 = conv(p), conv(q)
+        s11, s22, s12 = conv(p * p) - m1**2, conv(q * q) - m2**2, conv(p * q) - m1 * m2
+        c1, c2 = 0.01**2, 0.03**2
+        vals.append((((2 * m1 * m2 + c1) * (2 * s12 + c2)) / ((m1**2 + m2**2 + c1) * (s11 + s22 + c2))).mean())
+    assert quality.ssim(a, b, data_range=1.0, padding="zero") == pytest.approx(np.mean(vals), abs=1e-9)

@@ -48,8 +48,19 @@ def _filter_valid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
     return full[h : x.shape[0] - (k - 1 - h), h : x.shape[1] - (k - 1 - h)]
 
 
-def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, win: int = 11, sigma: float = 1.5) -> float:
-    """Mean Gaussian SSIM over channels (RGB: each channel on its own, then averaged)."""
+def _filter_zero_padded(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Same-size correlation with zero padding (what `F.conv2d(..., padding=k // 2)` computes)."""
+    k = len(g)
+    return _filter_valid(np.pad(x, k // 2), g)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, win: int = 11, sigma: float = 1.5,
+         padding: str = "valid") -> float:
+    """Mean Gaussian SSIM over channels (RGB: each channel on its own, then averaged).
+
+    `padding="valid"`: statistics only where the window fits (scikit-image, pyiqa); `"zero"`: a same-size
+    map over a zero-padded image, borders included (the common PyTorch `ssim` that face_anon's reference
+    evaluation uses)."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
@@ -59,14 +70,17 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, win: int = 11,
     if min(a.shape[:2]) < win:
         raise ValueError(f"SSIM: image {a.shape[:2]} smaller than the {win}x{win} window")
     g = _gaussian_kernel(win, sigma)
+    if padding not in ("valid", "zero"):
+        raise ValueError(f"SSIM padding must be 'valid' or 'zero', not {padding!r}")
+    filt = _filter_valid if padding == "valid" else _filter_zero_padded
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     values = []
     for c in range(a.shape[2]):
         x, y = a[:, :, c], b[:, :, c]
-        mx, my = _filter_valid(x, g), _filter_valid(y, g)
-        sxx = _filter_valid(x * x, g) - mx * mx
-        syy = _filter_valid(y * y, g) - my * my
-        sxy = _filter_valid(x * y, g) - mx * my
+        mx, my = filt(x, g), filt(y, g)
+        sxx = filt(x * x, g) - mx * mx
+        syy = filt(y * y, g) - my * my
+        sxy = filt(x * y, g) - mx * my
         s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
         values.append(float(s.mean()))
     return float(np.mean(values))

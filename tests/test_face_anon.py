@@ -1,0 +1,139 @@
+"""face_anon: re-ID rate (preset / FAR 1 % threshold), SSIM/PSNR paired by file name, FID, end to end."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.core import DataError, Record
+
+pytest.importorskip("dlib")
+from tasks.face_anon.loader import image_samples  # noqa: E402
+from tasks.face_anon.scorer import far_threshold, reid_rate, reid_threshold  # noqa: E402
+from tasks.face_anon.solvers import match_by_name  # noqa: E402
+
+
+@pytest.fixture
+def deepface(shared_data):
+    return shared_data("deepface_verification_pairs")
+
+
+def _rec(i, sim, ident, emb, preset=None):
+    return Record(f"s{i}", "test", None, scores={"sim": sim, "orig_embedding": emb, "preset_threshold": preset},
+                  groups={"identity": ident})
+
+
+def test_reid_rate_uses_facenets_preset_threshold_strictly():
+    recs = [_rec(0, 0.5, "a", [1, 0]), _rec(1, 0.409131, "b", [0, 1]), _rec(2, 0.2, "c", [1, 1]),
+            _rec(3, None, "d", [1, 2])]
+    for r in recs:
+        r.scores["preset_threshold"] = 0.409131
+    assert reid_threshold(recs) == 0.409131
+    assert reid_rate(recs) == pytest.approx(1 / 4)  # only 0.5 > t (0.409131 itself is not above it)
+
+
+def test_far_threshold_lets_at_most_one_percent_of_impostors_through():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(300, 16))
+    ids = [str(i // 3) for i in range(300)]  # 100 identities of 3 images
+    t = far_threshold(emb, ids)
+    e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    sims = e @ e.T
+    imp = [sims[i, j] for i in range(300) for j in range(i + 1, 300) if ids[i] != ids[j]]
+    far = np.mean(np.array(imp) > t)
+    assert far <= 0.01 and np.mean(np.array(imp) >= t) > 0.0099  # the tightest such threshold
+    assert len(imp) == 300 * 299 // 2 - 100 * 3  # genuine pairs are excluded
+
+
+def test_loader_reads_identities_csv_and_names(deepface):
+    samples = image_samples(deepface)
+    assert len(samples) == 25
+    s1 = next(s for s in samples if s.target["name"] == "img1.jpg")
+    assert s1.groups["identity"] == "id01"
+
+
+def test_match_by_name_ignores_listing_order_and_extension(tmp_path):
+    d = tmp_path / "anon"
+    d.mkdir()
+    names = [f"{i}.png" for i in range(20)]
+    random.Random(0).shuffle(names)
+    for n in names:  # created in shuffled order
+        (d / n).write_bytes(b"x")
+    assert match_by_name(d, "7.jpg") == d / "7.png"
+    with pytest.raises(DataError, match="no anonymised image named 99"):
+        match_by_name(d, "99.jpg")
+
+
+def _run(data: Path, solver: str, out: Path, roles=(), **options):
+    from harness.runner import RunConfig, RunSettings, run
+
+    cfg = RunConfig(task="face_anon", solver=solver, solver_options=tuple(options.items()), roles=tuple(roles),
+                    n_boot=20)
+    return run(cfg, RunSettings(data=data, out_dir=out, show_progress=False, concurrency=4))
+
+
+def _small_set(deepface: Path, dest: Path, names=("img12.jpg", "img16.jpg", "img25.jpg", "img5.jpg")) -> Path:
+    (dest / "images").mkdir(parents=True)
+    for n in names:
+        os.symlink(deepface / "images" / n, dest / "images" / n)
+    return dest
+
+
+def test_precomputed_pairs_by_file_name_with_shuffled_listing(deepface, tmp_path):
+    from vision_models.faces import quality
+    from vision_models.faces.detect import detect_face, load_image
+    from vision_models.faces.protect import mask
+
+    root = _small_set(deepface, tmp_path / "data")
+    anon = tmp_path / "anon"
+    anon.mkdir()
+    names = sorted(p.name for p in (root / "images").iterdir())
+    # img5 keeps its face; the others are masked: a name-paired scorer re-identifies exactly one image.
+    order = names[:]
+    random.Random(3).shuffle(order)
+    for n in order:
+        img = load_image(root / "images" / n)
+        out = img if n == "img5.jpg" else mask(img, detect_face(img).box)
+        from PIL import Image
+
+        Image.fromarray(out).save(anon / (Path(n).stem + ".png"))
+    res = _run(root, "precomputed", tmp_path / "runs", dir=str(anon))
+    assert res.n_errors == 0, [r.error for r in res.records if r.error]
+    by_name = {Path(r.sample_id).name: r for r in res.records}
+    assert by_name["img5.jpg"].scores["sim"] == pytest.approx(1.0, abs=1e-6)
+    assert by_name["img5.jpg"].scores["ssim"] == pytest.approx(1.0)
+    assert res.metrics["re_id_rate"].value == pytest.approx(1 / 4)
+    # Independent SSIM of one masked pair, computed here from the two files.
+    orig = load_image(root / "images" / "img12.jpg")
+    prot = load_image(anon / "img12.png")
+    from PIL import Image as I
+
+    def r512(a):
+        return np.asarray(I.fromarray(a).resize((512, 512), I.BILINEAR)) / 255.0
+
+    assert by_name["img12.jpg"].scores["ssim"] == pytest.approx(
+        quality.ssim(r512(orig), r512(prot), data_range=1.0, padding="zero"), abs=1e-9)
+    assert by_name["img12.jpg"].scores["psnr"] == pytest.approx(quality.psnr(orig, prot), abs=1e-9)
+    assert np.isnan(res.metrics["fid"].value)  # no fid role: not computed, not faked
+
+
+def test_blur_with_tiny_random_fid_end_to_end(deepface, tmp_path):
+    root = _small_set(deepface, tmp_path / "data")
+    res = _run(root, "blur", tmp_path / "runs", roles=("fid=tiny-random:0",))
+    assert res.n_errors == 0, [r.error for r in res.records if r.error]
+    assert np.isfinite(res.metrics["fid"].value) and res.metrics["fid"].value > 0
+    assert 0 < res.metrics["ssim"].value < 1
+
+
+def test_identity_copy_gives_zero_fid_and_full_reid(deepface, tmp_path):
+    root = _small_set(deepface, tmp_path / "data")
+    anon = tmp_path / "anon"
+    shutil.copytree(root / "images", anon, symlinks=False)
+    res = _run(root, "precomputed", tmp_path / "runs", roles=("fid=tiny-random:0",), dir=str(anon))
+    assert res.metrics["re_id_rate"].value == 1.0
+    assert res.metrics["fid"].value == pytest.approx(0.0, abs=1e-6)
