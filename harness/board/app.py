@@ -13,8 +13,7 @@ import csv
 import hashlib
 import hmac
 import io
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from harness.board import ranking
+from harness.board import ranking, render
 from harness.board.ingest import NAME_RE, Refused, ServerTask, check_manifest, load_server_task, parse_submission
 from harness.board.store import BoardStore
 from harness.core import HarnessError
@@ -80,23 +79,11 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _fmt(v: Any, digits: int = 1) -> str:
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
-        return "—"
-    return f"{v:.{digits}f}"
-
-
-def _p(v: Any) -> str:
-    if not isinstance(v, (int, float)) or math.isnan(v):
-        return "—"
-    return f"{v:.3f}" if v >= 0.001 else "<0.001"
-
-
 def create_app(settings: BoardSettings) -> FastAPI:
     store = BoardStore(settings.db_url)
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
-    env.filters["fmt"] = _fmt
-    env.filters["p"] = _p
+    env.filters["fmt"] = render.fmt
+    env.filters["p"] = render.p_value
     app = FastAPI(title="harness board", docs_url="/api/docs", redoc_url=None, default_response_class=JSONResponse)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     server_tasks: dict[tuple[str, str], ServerTask] = {}
@@ -166,8 +153,8 @@ def create_app(settings: BoardSettings) -> FastAPI:
     @app.get("/api/tasks/{task}")
     def api_task(task: str, protocol: str | None = None, limit: int = Query(0, ge=0)) -> dict[str, Any]:
         view = task_view(task, protocol)
-        return {"task": task, "protocol": protocol, "groups": [_group_json(g, limit) for g in view["groups"]],
-                "references": [_ref_json(r) for r in view["references"]], "attempts": view["attempts"]}
+        return {"task": task, "protocol": protocol, "groups": [render.group_json(g, limit) for g in view["groups"]],
+                "references": [render.ref_json(r) for r in view["references"]], "attempts": view["attempts"]}
 
     @app.get("/api/tasks/{task}/rows.csv")
     def export_csv(task: str) -> Response:
@@ -223,9 +210,12 @@ def create_app(settings: BoardSettings) -> FastAPI:
         run = run_view(run_id)
         samples, total = browse(run.run_id, fold, status, offset, limit)
         rows = store.measured(run_id=run.run_id)
+        if rows:  # metrics in the task's order, headline first
+            order = render.metric_order(run.row["task"], run.row["protocol"])
+            rows[0].metrics = dict(sorted(rows[0].metrics.items(), key=lambda kv: order.get(kv[0], len(order))))
         return page("run.html", run=run, row=rows[0] if rows else None, plots=store.plot_names(run.run_id),
                     samples=samples, total=total, fold=fold, status=status, offset=offset, limit=limit,
-                    report_tables=report_tables(run.report))
+                    report_tables=render.report_tables(run.report))
 
     def browse(run_id: str, fold: str | None, status: str | None, offset: int, limit: int) -> tuple[list, int]:
         recs = store.records(run_id)
@@ -352,47 +342,3 @@ def _submitter(tokens: dict[str, str], token: str) -> str | None:
         if hmac.compare_digest(known, h):
             found = name
     return found
-
-
-def report_tables(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per-class tables of a report: objects whose values are objects of numbers (class -> scores)."""
-    out: list[dict[str, Any]] = []
-
-    def walk(obj: Any, path: str) -> None:
-        if not isinstance(obj, dict) or len(out) >= 20:
-            return
-        vals = list(obj.values())
-        if vals and all(isinstance(v, dict) and v and all(isinstance(x, (int, float)) for x in v.values())
-                        for v in vals):
-            cols: list[str] = []
-            for v in vals:
-                cols += [c for c in v if c not in cols]
-            rows = [(k, [v.get(c) for c in cols]) for k, v in obj.items()]
-            out.append({"title": path, "columns": cols, "rows": rows})
-            return
-        for k, v in obj.items():
-            walk(v, f"{path}.{k}" if path else str(k))
-
-    walk(report, "")
-    return out
-
-
-def _group_json(g: ranking.Group, limit: int = 0) -> dict[str, Any]:
-    def comp(c: Any) -> Any:
-        return None if c is None else {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                                       for k, v in asdict(c).items()}
-
-    return {"protocol": g.protocol, "scorer_version": g.scorer_version, "data_fingerprint": g.data_fingerprint,
-            "headline": g.headline, "higher_is_better": g.higher_is_better, "rows": [
-                {"rank": it["rank"], "rank_interval": it["rank_interval"], "run_id": it["row"].source,
-                 "method": it["row"].method, "metrics": it["row"].metrics, "n_samples": it["row"].n_samples,
-                 "n_errors": it["row"].n_errors, "origin": it["row"].extra.get("origin"),
-                 "submitter": it["row"].extra.get("submitter"), "vs_leader": comp(it["vs_leader"]),
-                 "vs_baseline": comp(it["vs_baseline"])} for it in (g.rows[:limit] if limit else g.rows)],
-            "n_rows": len(g.rows)}
-
-
-def _ref_json(r: BoardRow) -> dict[str, Any]:
-    return {"protocol": r.protocol, "method": r.method, "metrics": {k: v["value"] for k, v in r.metrics.items()},
-            "type": r.extra.get("type"), "arxiv": r.extra.get("arxiv"), "table": r.extra.get("table"),
-            "cell": r.extra.get("cell"), "paper": r.extra.get("paper"), "note": r.note}
