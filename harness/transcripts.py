@@ -138,6 +138,18 @@ def merge_usage(info: dict[str, Any], sample: str) -> dict[str, Any]:
     return info
 
 
+def with_usage(output: Any, sample: str) -> Any:
+    """A solver's output with the sample's model calls so far in its info (for outputs that travel
+    between processes, e.g. from a Ray actor, where the driver cannot see the calls)."""
+    from harness.core import SolverOutput
+
+    if not isinstance(output, SolverOutput):
+        usage = pop_usage(sample)
+        return SolverOutput(output, {"model_calls": usage}) if usage else output
+    info = merge_usage(dict(output.info), sample)
+    return SolverOutput(output.prediction, info, output.artifacts)
+
+
 FLAGS = ("truncated", "unparseable", "schema_fallback", "error", "cached")
 
 

@@ -240,3 +240,27 @@ def test_replicas_share_the_load_by_least_outstanding():
     assert sa["completed"] + sb["completed"] == 16
     assert sa["completed"] == sb["completed"] == 8  # equal servers: the least outstanding alternates
     assert sa["max_in_flight"] <= 4 and sb["max_in_flight"] <= 4  # the limit holds per endpoint
+
+
+def test_calls_made_in_a_ray_actor_travel_in_the_sample_info(tmp_path):
+    """A Ray actor has no transcript file; its solver's calls come back in the output's info."""
+    from harness.core import RunContext, Sample
+    from harness.executors import _SolverWorker
+
+    vocab = {"behavior": ["talk", "quiet"], "cognition": ["plan", "check"], "emotion": ["calm", "upset"]}
+    sample = Sample("clip9", {"vocab": vocab, "transcript": "A: hi", "video": None}, None)
+    with FakeOpenAIServer(ServerConfig()) as srv:
+        ctx = RunContext(model="fake-model", base_url=srv.base_url, cache_dir=None, use_cache=False)
+        worker = _SolverWorker(None, "motor", "motor-mas", {"frames": 0}, ctx)
+
+        async def go():
+            out = await worker.solve_batch([sample])
+            await worker.solver.aclose()
+            return out
+
+        ((output, error),) = asyncio.run(go())
+    assert error is None
+    calls = output.info["model_calls"]
+    assert {role: c["calls"] for role, c in calls.items()} == {"behavior": 1, "cognition": 1, "emotion": 1,
+                                                               "coordinator": 1}
+    assert pop_usage("clip9") == {}  # taken into the output, not left behind
