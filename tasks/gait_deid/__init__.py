@@ -3,20 +3,27 @@
 Protocol `casia-b` (OpenGait): test subjects 075-124; gallery NM 1-4 (solved as the `gallery` split, never
 protected); probes NM 5-6, BG 1-2, CL 1-2 (the `test` split, protected by the solver). Rank-1 per probe /
 gallery view pair, identical views excluded, averaged over views (`evaluation.py`).
-The black-box recogniser is a model role: `--role recognizer=gei` (the default: GEI + PCA/LDA + 1-NN fitted
-on the subjects outside 075-124 that are present, normally 001-074; with fewer than two of them it is fitted
-on the gallery itself and the report says so). Each sequence's embedding is computed in `ascore` from the
-files named in its target (or the protected artifact), so `harness score RUN` re-scores a run.
+The black-box recogniser is a model role (`scoring.py`): `--role recognizer=gei` (the default: GEI +
+PCA/LDA + 1-NN fitted on the training subjects 001-074 present, else on the subjects outside 075-124
+present, else -- closed set, said so -- on the gallery) or `--role recognizer=opengait:CONFIG:CKPT` (the
+user's OpenGait weights, one GPU). Each sequence's embedding is computed in `ascore` from the files named in
+its target (or the protected artifact), so `harness score RUN` re-scores a run.
+Why the gallery is a split of the fold (`splits={"gallery": ...}`) and not kept inside the scorer: the
+gallery sequences then go through the same solve/score path as the probes (embedded once per run by the
+same recogniser role, cached, resumable, listed in samples.jsonl with `split="gallery"`), the core keeps
+them fixed while bootstrapping, and a re-score with another recogniser re-embeds both sides alike.
 Metrics: `rank1_nm`, `rank1_bg`, `rank1_cl`, `rank1_mean` (of the three), `impersonation_success` (the
 matrix of evaluation.py with "hit" = nearest gallery subject is the probe's target, mean over conditions),
-and quality of the protected probes: `ssim` (frame-wise, paired by index, 64x64) and
-`temporal_consistency` (mean IoU of consecutive protected frames). Subjects, conditions and views missing
-from a partial copy are listed in the report; the rest is evaluated.
+and quality of the protected probes: `ssim` (each protected frame vs the original frame it came from,
+64x64) and `temporal_consistency` (mean IoU of consecutive protected frames); see scoring.py. Subjects,
+conditions and views missing from a partial copy are listed in the report and warned about; the rest is
+evaluated. Rank-1 and impersonation are set-level (a gallery/probe matrix): `resample="none"`, no CI.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,50 +34,14 @@ from harness.core import JSON, DataError, Fold, Metric, Record, Sample, ScoreCon
 from tasks.gait_deid import protections  # noqa: F401 - registers the protections
 from tasks.gait_deid.evaluation import GALLERY, PROBE_CONDITIONS, exclude_identical_views, rank1_matrix
 from tasks.gait_deid.loaders import VIEWS, Seq, find_root, load_sequence, scan
+from tasks.gait_deid.scoring import TEST_SUBJECTS, build_recognizer, decode_embedding, encode_embedding, quality
 
-TEST_SUBJECTS = tuple(f"{i:03d}" for i in range(75, 125))
 PROBE_SEQS = {cs: cond for cond, seqs in PROBE_CONDITIONS.items() for cs in seqs}
 
 
 def _target(s: Seq, root: Path) -> dict[str, Any]:
     return {"subject": s.subject, "condseq": s.condseq, "view": s.view, "source": s.source, "layout": s.layout,
             "root": str(root)}
-
-
-def fit_recognizer(root: str) -> tuple[Any, str]:
-    """(fitted GeiRecognizer, how it was fitted) for a CASIA-B copy."""
-    from vision_models.gait import GeiRecognizer, cut_to_44, gei
-
-    seqs = scan(Path(root))
-    train = [s for s in seqs if s.subject not in TEST_SUBJECTS]
-    how = f"subjects outside 075-124 ({len({s.subject for s in train})})"
-    if len({s.subject for s in train}) < 2:
-        train = [s for s in seqs if s.subject in TEST_SUBJECTS and s.condseq in GALLERY]
-        how = "gallery sequences (fewer than two training subjects present)"
-    geis, labels = [], []
-    for s in train:
-        try:
-            geis.append(gei(cut_to_44(load_sequence(s.source, s.layout))))
-            labels.append(s.subject)
-        except DataError:
-            continue  # an unreadable training sequence is skipped
-    return GeiRecognizer().fit(np.stack(geis), labels), how
-
-
-def _iou_consecutive(seq: np.ndarray) -> float:
-    b = seq > 127
-    if len(b) < 2:
-        return math.nan
-    inter = (b[1:] & b[:-1]).sum(axis=(1, 2))
-    union = (b[1:] | b[:-1]).sum(axis=(1, 2))
-    return float(np.mean(np.where(union > 0, inter / np.maximum(union, 1), 1.0)))
-
-
-def _ssim(a: np.ndarray, b: np.ndarray) -> float:
-    from skimage.metrics import structural_similarity
-
-    n = min(len(a), len(b))
-    return float(np.mean([structural_similarity(a[i], b[i], data_range=255) for i in range(n)]))
 
 
 class GaitDeidTask(Task):
@@ -85,7 +56,7 @@ class GaitDeidTask(Task):
     cluster_key: ClassVar[str | None] = "subject"
     roles: ClassVar[dict[str, str]] = {"recognizer": "gei"}
     version: ClassVar[str] = "1"
-    scorer_version: ClassVar[str] = "1"
+    scorer_version: ClassVar[str] = "2"  # OpenGait's per-cell rounding; SSIM paired by source frame
 
     def detect_protocol(self, data_dir: Path) -> str | None:
         try:
@@ -120,6 +91,12 @@ class GaitDeidTask(Task):
         if not gallery or not probes:
             raise DataError(f"{root}: the test subjects have {len(gallery)} gallery (nm-01..04) and "
                             f"{len(probes)} probe sequences; both are needed")
+        missing = [s for s in TEST_SUBJECTS if s not in subjects]
+        views = sorted({s.view for s in seqs})
+        if missing or len(views) < len(VIEWS):
+            listed = f" ({', '.join(missing[:8])}{', ...' if len(missing) > 8 else ''})" if missing else ""
+            warnings.warn(f"{root}: partial CASIA-B copy: {len(missing)} of the 50 test subjects missing{listed}, "
+                          f"views present {', '.join(views)}; evaluating what is there (see the report)", stacklevel=2)
         return [Fold("casia-b", probes, splits={"gallery": gallery})]
 
     def score(self, sample: Sample, prediction: JSON) -> dict[str, JSON]:
@@ -127,30 +104,31 @@ class GaitDeidTask(Task):
 
     async def ascore(self, sample: Sample, prediction: JSON, sctx: ScoreContext) -> dict[str, JSON]:
         role = sctx.roles.get("recognizer")
-        model = getattr(role, "model", None) or self.roles["recognizer"]
-        if model != "gei":
-            raise DataError(f"recognizer {model!r} is not available here (built in: gei)")
+        spec = getattr(role, "model", None) or self.roles["recognizer"]
         target = sample.target
-        recognizer, how = await sctx.run_cpu(lambda: sctx.resource(f"gei:{target['root']}",
-                                                                   lambda: fit_recognizer(target["root"])))
-        return await sctx.run_cpu(self._embed, target, prediction, sctx, recognizer, how)
+        key = f"gait-recognizer:{spec}" + (f":{target['root']}" if spec == "gei" else "")
+        rec = await sctx.run_cpu(sctx.resource, key, lambda: build_recognizer(spec, target["root"]))
+        seq, scores = await sctx.run_cpu(self._load, target, prediction, sctx)
+        batcher = getattr(rec, "batcher", None)
+        if batcher is not None:
+            emb = await batcher.submit(seq)
+        else:
+            emb = (await sctx.run_cpu(rec.embed, [seq]))[0]
+        return {**scores, **encode_embedding(emb, rec.parts), "recognizer_fit": rec.fit_on}
 
-    def _embed(self, target: dict, prediction: JSON, sctx: ScoreContext, recognizer: Any, how: str) -> dict:
-        from vision_models.gait import cut_to_44, gei
-
+    @staticmethod
+    def _load(target: dict, prediction: JSON, sctx: ScoreContext) -> tuple[np.ndarray, dict[str, JSON]]:
+        """The sequence to embed (the protected one for a probe) and its quality scores."""
         original = load_sequence(target["source"], target["layout"])
-        scores: dict[str, JSON] = {"recognizer_fit": how}
-        seq = original
-        if isinstance(prediction, dict) and prediction.get("protected"):
-            if sctx.artifacts is None:
-                raise DataError("protected sequence given but no artifact store to read it from")
-            seq = sctx.artifacts.load_array(prediction["sequence"]).astype(np.uint8)
-            scores["ssim"] = _ssim(original, seq)
-            scores["temporal_consistency"] = _iou_consecutive(seq)
-            scores["target_subject"] = prediction.get("target_subject")
-        emb = recognizer.embed(gei(cut_to_44(seq)))[0]
-        scores["embedding"] = [round(float(v), 6) for v in emb]
-        return scores
+        if not (isinstance(prediction, dict) and prediction.get("protected")):
+            return original, {}
+        if sctx.artifacts is None:
+            raise DataError("protected sequence given but no artifact store to read it from")
+        seq = np.asarray(sctx.artifacts.load_array(prediction["sequence"]))
+        if seq.ndim != 3 or not len(seq):
+            raise DataError(f"protected sequence {prediction['sequence']}: shape {seq.shape}, expected [n, 64, 64]")
+        seq = np.clip(seq, 0, 255).astype(np.uint8)
+        return seq, {**quality(original, seq, prediction), "target_subject": prediction.get("target_subject")}
 
     # -- metrics ------------------------------------------------------------------------------------
     def metrics(self, protocol: str) -> list[Metric]:
@@ -187,7 +165,11 @@ class GaitDeidTask(Task):
         for r in records:
             seen.setdefault(r.groups["subject"], set()).add((r.target["condseq"], r.target["view"]))
         out["missing_sequences"] = {s: len(expected - got) for s, got in sorted(seen.items()) if expected - got}
+        out["views_present"] = sorted({r.groups["view"] for r in records if "view" in r.groups})
+        out["missing_views"] = [v for v in VIEWS if v not in out["views_present"]]
         out["recognizer_fit"] = next((r.scores.get("recognizer_fit") for r in ok if "recognizer_fit" in r.scores), None)
+        tc = [r.scores["temporal_consistency_original"] for r in ok if "temporal_consistency_original" in r.scores]
+        out["temporal_consistency_original"] = _mean([float(v) for v in tc if v is not None])
         out["n_errors"] = sum(not r.ok for r in records)
         return out
 
@@ -205,7 +187,10 @@ def condition_rank1(records: Sequence[Record], cond: str, impersonation: bool = 
     if not gal or not probes:
         return np.full(len(VIEWS), np.nan), math.nan
     hit = [(r.scores.get("target_subject") if impersonation else r.groups["subject"]) for r in probes]
-    acc = rank1_matrix(np.array([r.scores["embedding"] for r in probes]), [r.groups["view"] for r in probes], hit,
-                       np.array([r.scores["embedding"] for r in gal]), [r.groups["subject"] for r in gal],
-                       [r.groups["view"] for r in gal], VIEWS)
+    parts = {int(r.scores.get("embedding_parts", 1)) for r in (*gal, *probes)}
+    if len(parts) != 1:
+        raise DataError(f"embeddings with different part counts {sorted(parts)}: re-score with one recogniser")
+    acc = rank1_matrix(np.stack([decode_embedding(r.scores) for r in probes]), [r.groups["view"] for r in probes],
+                       hit, np.stack([decode_embedding(r.scores) for r in gal]), [r.groups["subject"] for r in gal],
+                       [r.groups["view"] for r in gal], VIEWS, parts=parts.pop())
     return exclude_identical_views(acc)

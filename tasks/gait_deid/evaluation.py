@@ -1,8 +1,11 @@
 """CASIA-B Rank-1 as OpenGait's `single_view_gallery_evaluation` defines it (evaluator.py, re-implemented).
 
 For each probe condition (NM 5-6, BG 1-2, CL 1-2), probe view v1 and gallery view v2: the probes of view
-v1 are matched (1-NN, Euclidean, ties to the earlier gallery item) against the gallery sequences
-(NM 1-4) of view v2 only; acc[v1, v2] = share of probes whose nearest gallery item is their subject.
+v1 are matched (1-NN, ties to the earlier gallery item) against the gallery sequences (NM 1-4) of view v2
+only; acc[v1, v2] = share of probes whose nearest gallery item is their subject, rounded as OpenGait rounds
+it (percent to two decimals). The distance is OpenGait's `cuda_dist(..., "euc")`: embeddings of `parts`
+horizontal parts ([n, c, p] flattened) are compared part by part (Euclidean) and the distances averaged over
+parts; with one part it is the plain Euclidean distance (the GEI recogniser).
 Identical views are excluded (`de_diag`): per probe view, the mean of acc over the other gallery views;
 the condition's Rank-1 is the mean over probe views. OpenGait divides by (views - 1) and assumes every
 pair exists; here a pair without probes or gallery (a partial copy) is left out of those means, which is
@@ -21,9 +24,24 @@ PROBE_CONDITIONS = {"nm": ("nm-05", "nm-06"), "bg": ("bg-01", "bg-02"), "cl": ("
 GALLERY = ("nm-01", "nm-02", "nm-03", "nm-04")
 
 
+def part_distance(x: np.ndarray, y: np.ndarray, parts: int = 1) -> np.ndarray:
+    """[len(x), len(y)] distances: per part sqrt(max(|a|^2 + |b|^2 - 2ab, 0)), averaged over the parts of
+    embeddings flattened from [c, parts] (OpenGait's "euc" metric)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.shape[1] % parts or y.shape[1] != x.shape[1]:
+        raise ValueError(f"embeddings of width {x.shape[1]} and {y.shape[1]} cannot hold {parts} parts")
+    x, y = x.reshape(len(x), -1, parts), y.reshape(len(y), -1, parts)
+    dist = np.zeros((len(x), len(y)))
+    for i in range(parts):
+        a, b = x[:, :, i], y[:, :, i]
+        sq = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2 * a @ b.T
+        dist += np.sqrt(np.maximum(sq, 0.0))
+    return dist / parts
+
+
 def rank1_matrix(probe_x: np.ndarray, probe_view: Sequence[str], probe_hit_label: Sequence[str],
                  gal_x: np.ndarray, gal_label: Sequence[str], gal_view: Sequence[str],
-                 views: Sequence[str]) -> np.ndarray:
+                 views: Sequence[str], parts: int = 1) -> np.ndarray:
     """acc[v1, v2] in [0, 1] (nan where the pair has no probe or no gallery item)."""
     probe_x, gal_x = np.asarray(probe_x, float), np.asarray(gal_x, float)
     pv, gv = np.asarray(probe_view), np.asarray(gal_view)
@@ -37,9 +55,9 @@ def rank1_matrix(probe_x: np.ndarray, probe_view: Sequence[str], probe_hit_label
             gm = gv == v2
             if not gm.any():
                 continue
-            d = ((probe_x[pm][:, None, :] - gal_x[gm][None, :, :]) ** 2).sum(axis=2)
+            d = part_distance(probe_x[pm], gal_x[gm], parts)
             nearest = gl[gm][np.argmin(d, axis=1)]
-            acc[i, j] = float(np.mean(nearest == hit[pm]))
+            acc[i, j] = round(float(np.sum(nearest == hit[pm])) * 100 / int(pm.sum()), 2) / 100
     return acc
 
 

@@ -74,6 +74,10 @@ def load_sequence(source: str, layout: str) -> np.ndarray:
         seq = load_pkl(Path(source)) if layout == "pkl" else load_png_dir(Path(source))
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"{source}: unreadable silhouette sequence ({exc})") from None
+    except Exception as exc:  # cv2.error on a malformed frame
+        if type(exc).__module__.split(".")[0] != "cv2":
+            raise
+        raise DataError(f"{source}: silhouette pretreatment failed ({exc})") from None
     if len(seq) == 0:
         raise DataError(f"{source}: no usable silhouette frame (all empty after pretreatment)")
     return seq

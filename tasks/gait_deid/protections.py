@@ -7,13 +7,24 @@ Gallery sequences are never protected (the solver returns {"protected": false} f
 Target rule (seeded, documented): the other test subjects in sorted order, index
 sha256("<seed>:<probe id>") mod their count. Every protection records a target, so
 `impersonation_success` of a protection that ignores it is the chance level.
-Plug-in point: subclass `Protection`, implement `protect(seq, sample, target, rng)`, register it with
-`@register_solver(name, tasks=("gait_deid",))` (a diffusion-based protection runs its model there).
+`protect` returns the protected frames, or (frames, frame_index) when it drops or reorders frames:
+frame_index[i] = the original frame protected frame i came from (the SSIM of scoring.py pairs by it).
+
+Plug-in points (register with `@register_solver(name, tasks=("gait_deid",), kind="transform")`):
+- `Protection`: implement `protect(seq, sample, target, rng)` (one probe at a time, CPU).
+- `BatchedProtection`: a model-based (e.g. diffusion) protection. `load_model()` runs once in `create`
+  (weights by name or path from the solver's own options; raise a clear "weights missing" error there);
+  `protect_batch(seqs, samples, targets, rngs)` gets up to `batch_size` probes at once (their frames,
+  samples, chosen targets and per-probe generators) and returns one protected sequence each; the target's
+  own gallery-free recording is `target_sequence(sample, target)` (what a conditional generator would be
+  guided by). Declare `resources = {"num_gpus": 1}` for GPU models. The artifacts, targets and seeding
+  stay the base class's, so every protection is scored alike.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -54,21 +65,83 @@ class Protection(Solver):
     def protect(self, seq: np.ndarray, sample: Sample, target: str, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
-    async def solve(self, sample: Sample) -> JSON | SolverOutput:
-        if sample.groups.get("role") == "gallery":
-            return {"protected": False}
+    def _prepare(self, sample: Sample) -> tuple[np.ndarray, str, np.random.Generator]:
         if self.artifacts is None:
             raise HarnessError(f"{self.name}: needs the run's artifact store (ctx.artifacts)")
         seq = load_sequence(sample.inputs["source"], sample.inputs["layout"])
         seed = int(self.options["seed"])
         target = choose_target(sample.groups["subject"], sample.id, list(sample.inputs["test_subjects"]), seed)
         rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"{seed}:{sample.id}".encode()).digest()[:8], "big"))
-        out = np.ascontiguousarray(self.protect(seq, sample, target, rng), dtype=np.uint8)
-        if out.ndim != 3 or not len(out):
-            raise HarnessError(f"{self.name} returned no frames for {sample.id}")
+        return seq, target, rng
+
+    def _output(self, sample: Sample, result: Any, target: str) -> SolverOutput:
+        frames, index = result if isinstance(result, tuple) else (result, None)
+        out = np.ascontiguousarray(np.clip(np.asarray(frames), 0, 255), dtype=np.uint8)
+        if out.ndim != 3 or not len(out) or out.shape[1:] != (64, 64):
+            raise HarnessError(f"{self.name} returned frames of shape {out.shape} for {sample.id}; "
+                               "expected [n >= 1, 64, 64]")
         ref = self.artifacts.put_array(out)
-        return SolverOutput({"sequence": ref, "target_subject": target, "n_frames": int(len(out)), "protected": True},
-                            artifacts={"sequence": ref})
+        pred: dict[str, JSON] = {"sequence": ref, "target_subject": target, "n_frames": int(len(out)),
+                                 "protected": True}
+        if index is not None:
+            pred["frame_index"] = [int(i) for i in index]
+        return SolverOutput(pred, artifacts={"sequence": ref})
+
+    async def solve(self, sample: Sample) -> JSON | SolverOutput:
+        if sample.groups.get("role") == "gallery":
+            return {"protected": False}
+        seq, target, rng = self._prepare(sample)
+        return self._output(sample, self.protect(seq, sample, target, rng), target)
+
+    def target_sequence(self, sample: Sample, target: str) -> np.ndarray:
+        """The target's own non-gallery recording at the probe's view (same condition-sequence if any)."""
+        root = sample.inputs["root"]
+        mine = [s for s in _index(root) if s.subject == target and s.view == sample.groups["view"]
+                and s.condseq not in GALLERY]
+        if not mine:
+            raise HarnessError(f"target {target} has no non-gallery sequence at view {sample.groups['view']}")
+        same = [s for s in mine if s.condseq == sample.inputs["condseq"]]
+        pick = (same or mine)[0]
+        return load_sequence(pick.source, pick.layout)
+
+
+class BatchedProtection(Protection):
+    """Plug-in base of model-based protections (diffusion, GANs): see the module docstring."""
+
+    batch_size: ClassVar[int] = 8
+
+    @classmethod
+    def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
+        solver = super().create(ctx, task, **options)
+        solver.load_model()
+        return solver
+
+    def load_model(self) -> None:
+        """Load the weights once (override)."""
+
+    def protect_batch(self, seqs: list[np.ndarray], samples: list[Sample], targets: list[str],
+                      rngs: list[np.random.Generator]) -> list[Any]:
+        raise NotImplementedError
+
+    def protect(self, seq, sample, target, rng):
+        return self.protect_batch([seq], [sample], [target], [rng])[0]
+
+    async def solve_batch(self, samples: Sequence[Sample]) -> list[JSON | SolverOutput]:
+        out: list[JSON | SolverOutput | None] = [None] * len(samples)
+        todo = []
+        for i, s in enumerate(samples):
+            if s.groups.get("role") == "gallery":
+                out[i] = {"protected": False}
+            else:
+                todo.append((i, s, *self._prepare(s)))
+        if todo:
+            results = self.protect_batch([t[2] for t in todo], [t[1] for t in todo], [t[3] for t in todo],
+                                         [t[4] for t in todo])
+            if len(results) != len(todo):
+                raise HarnessError(f"{self.name}.protect_batch returned {len(results)} sequences for {len(todo)}")
+            for (i, s, _, target, _), res in zip(todo, results, strict=True):
+                out[i] = self._output(s, res, target)
+        return out  # type: ignore[return-value]
 
 
 @register_solver("none", tasks=TASKS, kind="transform", description="no protection (the recogniser's baseline)")
@@ -129,7 +202,8 @@ class FrameDropProtection(Protection):
 
     def protect(self, seq, sample, target, rng):
         n_keep = max(1, len(seq) - int(round(self.opts.drop * len(seq))))
-        return seq[np.sort(rng.choice(len(seq), n_keep, replace=False))]
+        keep = np.sort(rng.choice(len(seq), n_keep, replace=False))
+        return seq[keep], keep
 
 
 @register_solver("shuffle", tasks=TASKS, kind="transform", description="shuffle the frame order (seeded)")
@@ -137,7 +211,8 @@ class ShuffleProtection(Protection):
     """A seeded permutation of the frames (a GEI is order-free: the recogniser's blind spot)."""
 
     def protect(self, seq, sample, target, rng):
-        return seq[rng.permutation(len(seq))]
+        order = rng.permutation(len(seq))
+        return seq[order], order
 
 
 @register_solver("target-swap", tasks=TASKS, kind="transform",
@@ -147,14 +222,7 @@ class TargetSwapProtection(Protection):
     another non-gallery recording at that view): a perfect impersonator, the upper bound."""
 
     def protect(self, seq, sample, target, rng):
-        root = sample.inputs["root"]
-        mine = [s for s in _index(root) if s.subject == target and s.view == sample.groups["view"]
-                and s.condseq not in GALLERY]
-        if not mine:
-            raise HarnessError(f"target {target} has no non-gallery sequence at view {sample.groups['view']}")
-        same = [s for s in mine if s.condseq == sample.inputs["condseq"]]
-        pick = (same or mine)[0]
-        return load_sequence(pick.source, pick.layout)
+        return self.target_sequence(sample, target)
 
 
 _INDEX: dict[str, list[Seq]] = {}

@@ -38,6 +38,8 @@ def pretreat_frame(img: np.ndarray, img_size: int = IMG_SIZE) -> np.ndarray | No
     top, bottom = int(rows.argmax()), int(len(rows) - 1 - rows[::-1].argmax())
     img = img[top:bottom + 1, :]
     ratio = img.shape[1] / img.shape[0]
+    if int(img_size * ratio) < 1:
+        return None  # thinner than one output column (OpenGait's cv2.resize would fail on it)
     img = cv2.resize(img, (int(img_size * ratio), img_size), interpolation=cv2.INTER_CUBIC)
     csum = img.sum(axis=0, dtype=np.int64).cumsum()
     over = np.nonzero(csum > img.sum(dtype=np.int64) / 2)[0]
@@ -77,11 +79,34 @@ def load_png_dir(folder: Path) -> np.ndarray:
     return pretreat_sequence(frames)
 
 
+_PKL_ALLOWED = {
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays (and plain lists/tuples of them) only: any other global is refused, so a
+    crafted .pkl cannot run code."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _PKL_ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed")
+        return super().find_class(module, name)
+
+
 def load_pkl(path: Path) -> np.ndarray:
-    """An OpenGait .pkl sequence (pickled uint8 [n, 64, 64]). Only open files you trust: pickle runs code."""
-    with open(path, "rb") as fh:
-        arr = np.asarray(pickle.load(fh))
-    if arr.ndim != 3:
+    """An OpenGait .pkl sequence (pickled uint8 [n, 64, 64]) read with a restricted unpickler that only
+    builds numpy arrays; anything else raises ValueError naming the file."""
+    try:
+        with open(path, "rb") as fh:
+            obj = _ArrayUnpickler(fh).load()
+    except (pickle.UnpicklingError, AttributeError, ImportError, IndexError, TypeError, KeyError) as exc:
+        raise ValueError(f"{path}: not a pickled numpy array ({exc})") from None
+    arr = np.asarray(obj)
+    if arr.ndim != 3 or arr.dtype == object:
         raise ValueError(f"{path}: expected a [frames, height, width] array, got shape {arr.shape}")
     return arr.astype(np.uint8)
 
