@@ -74,3 +74,28 @@ def test_resume_after_kill_9_gives_the_uninterrupted_metrics(tmp_path_factory) -
 
     killed_then_resumed()
     assert any(0 < n < N_ITEMS for n in cached_after_kill), cached_after_kill  # some kill landed mid-run
+
+
+def test_a_cache_locked_for_a_while_loses_no_finished_sample(tmp_path: Path) -> None:
+    """Another process holds the result cache's write lock for 3 s while a run finishes its samples:
+    the run still caches every sample (a re-run computes nothing) and prints the same numbers."""
+    import sqlite3
+    import threading
+
+    data = write_items(tmp_path / "toy", N_ITEMS)
+    out = tmp_path / "runs"
+    first = subprocess.run([*command(data, out), "--limit", "1"], cwd=REPO, capture_output=True, text=True,
+                           timeout=120)
+    assert first.returncode == 0, first.stderr  # creates runs/cache.sqlite
+    holder = sqlite3.connect(out / "cache.sqlite", isolation_level=None, check_same_thread=False, timeout=30)
+    holder.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(3.0, lambda: holder.execute("ROLLBACK"))
+    release.start()
+    try:
+        locked = run_to_end(data, out)
+    finally:
+        release.join()
+        holder.close()
+    again = run_to_end(data, out)
+    assert again["n_cached"] == N_ITEMS  # everything computed under the lock reached the cache
+    assert again["metrics"] == locked["metrics"]
