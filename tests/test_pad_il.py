@@ -161,3 +161,20 @@ def test_oulu_p1_run_reports_acer_at_the_dev_threshold(tmp_path):
                                [x["target"]["attack"] for x in test], t)[2]
     assert metrics["metrics"]["acer"]["value"] == pytest.approx(acer)
     assert hter_of  # imported for the incremental test
+
+
+@pytest.mark.parametrize("head", ["zeroshot", "ncm"])
+def test_clip_solver_scores_videos_incrementally_on_a_tiny_model(tmp_path, head):
+    pytest.importorskip("open_clip")
+    write_casia(tmp_path / "C")
+    write_msu(tmp_path / "M")
+    task = PadIlTask()
+    solver = make_solver(task, "clip", RunContext(), {"model": "tiny-random-clip", "pretrained": "none",
+                                                      "device": "cpu", "head": head, "n_frames": 4})
+    for fold in task.folds(tmp_path, "il"):
+        solver.fit(fold.train)
+        outs = asyncio.run(solver.solve_batch(fold.test))
+        assert all(isinstance(o, dict) and math.isfinite(o["score"]) and len(o["frame_scores"]) == 4 for o in outs)
+    if head == "ncm":
+        assert solver.counts[0] > 0 and solver.counts[1] > 0  # means accumulated over both steps
+    assert solver.identity()["prompts"] is not None

@@ -8,6 +8,8 @@ described by colour-space LBP (HSV + YCbCr uniform-LBP histograms, `vision_model
 - `joint`: the upper bound: refits a linear SVM on every train video seen so far (stores them all).
 - `ncm`: nearest class mean; running means of live and attack features over all steps (no stored samples);
   score = distance to the attack mean - distance to the live mean.
+- `clip`: open_clip frame features with the user's weights (`-S pretrained=`): live-vs-spoof text prompts
+  (`head=zeroshot`) or incremental class means (`head=ncm`).
 Frame features are computed once per video and settings in a process.
 """
 
@@ -17,12 +19,12 @@ import asyncio
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
-from harness.core import JSON, HarnessError, Sample, Solver
+from harness.core import JSON, HarnessError, RunContext, Sample, Solver, Task
 from harness.options import SolverOptions
 from harness.registry import register_solver
 
@@ -104,6 +106,8 @@ class _FrameSolver(Solver):
 class MajoritySolver(_FrameSolver):
     """Every video gets the live share of the frames trained on so far (no information: HTER 50 %)."""
 
+    Options = SolverOptions  # reads no frames: no options
+
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.counts = np.zeros(2)
@@ -122,7 +126,7 @@ class MajoritySolver(_FrameSolver):
 class SgdOptions(FrameOptions):
     epochs: int = Field(5, ge=1, le=100, description="SGD passes over each step's frames")
     alpha: float = Field(1e-4, gt=0, description="L2 strength of the SGD linear SVM")
-    seed: int = Field(0, description="shuffling seed")
+    seed: int = Field(0, description="shuffling seed (filled from --seed)")
 
 
 def _balanced(y: np.ndarray) -> np.ndarray:
@@ -135,6 +139,10 @@ class LbpSvmSolver(_FrameSolver):
     """Colour-space LBP + a linear SVM trained with SGD; sequential steps fine-tune the same weights."""
 
     Options = SgdOptions
+
+    @classmethod
+    def create(cls, ctx: RunContext, task: Task, **options: Any) -> Solver:
+        return cls(**{"seed": ctx.seed, **options})  # --seed unless -S seed= is given
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -213,3 +221,93 @@ class NcmSolver(_FrameSolver):
             raise HarnessError("ncm needs live and attack training frames")
         mu = {c: self.sums[c] / self.counts[c] for c in (0, 1)}
         return np.linalg.norm(x - mu[0], axis=1) - np.linalg.norm(x - mu[1], axis=1)
+
+
+class ClipPadOptions(SolverOptions):
+    n_frames: int = Field(8, ge=1, le=64, description="frames sampled per video (middles of equal segments)")
+    model: str = Field("ViT-B-16", description="open_clip architecture (tiny-random-clip: test model)")
+    pretrained: str = Field("openai", description="open_clip weights tag, checkpoint path (e.g. a fine-tuned "
+                            "PAD CLIP), or none (random)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the model runs")
+    head: Literal["zeroshot", "ncm"] = Field("zeroshot", description="text prompts (no training) or running "
+                                             "class means of image features (rehearsal-free, incremental)")
+
+
+LIVE_PROMPTS = ("a photo of a real face.", "a photo of a live person's face.")
+SPOOF_PROMPTS = ("a photo of a printed photo of a face.", "a photo of a face shown on a screen.",
+                 "a photo of a spoof face.")
+
+
+@register_solver("clip", tasks=TASKS, kind="vision",
+                 description="open_clip frame features: live-vs-spoof prompts, or incremental class means")
+class ClipPadSolver(_FrameSolver):
+    """CLIP features of the sampled frames with the user's weights. `head=zeroshot`: frame score =
+    logit_scale * (mean similarity to the live prompts - mean similarity to the spoof prompts);
+    `head=ncm`: running means of live and attack features over all steps (no stored samples), frame
+    score = cosine to the live mean - cosine to the attack mean."""
+
+    Options = ClipPadOptions
+    batch_size: ClassVar[int] = 16
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._clip: Any = None
+        self._lock = threading.Lock()
+        self.sums: dict[int, np.ndarray] = {}
+        self.counts = {0: 0, 1: 0}
+
+    def prompt_digest(self) -> str | None:
+        import hashlib
+
+        return hashlib.sha256(repr((LIVE_PROMPTS, SPOOF_PROMPTS)).encode()).hexdigest()[:16]
+
+    def model_identity(self) -> dict[str, JSON]:
+        from vision_models.clip import weights_identity
+
+        return {"model": self.opts.model, "weights": weights_identity(self.opts.pretrained)}
+
+    @property
+    def clip(self) -> Any:
+        with self._lock:
+            if self._clip is None:
+                from vision_models.clip import ClipModel
+
+                self._clip = ClipModel.shared(self.opts.model, self.opts.pretrained, self.opts.device)
+            return self._clip
+
+    def feats(self, sample: Sample) -> np.ndarray:
+        from harness.media import sample_frames
+
+        path = Path(sample.inputs["video"])
+        st = path.stat() if path.exists() else None
+        key = ("clip", str(path), st.st_size if st else 0, st.st_mtime_ns if st else 0, self.opts.n_frames,
+               str(self.model_identity()))
+        with _LOCK:
+            if key in _CACHE:
+                return _CACHE[key]
+        frames = sample_frames(path, self.opts.n_frames)
+        feats = self.clip.encode_images([np.asarray(f.convert("RGB")) for f in frames])
+        with _LOCK:
+            _CACHE[key] = feats
+        return feats
+
+    def fit(self, train: Sequence[Sample]) -> None:
+        if self.opts.head != "ncm":
+            return  # zero-shot: nothing to learn
+        x, y = self.train_matrix(train)
+        for c in (0, 1):
+            if (y == c).any():
+                self.sums[c] = self.sums.get(c, np.zeros(x.shape[1])) + x[y == c].sum(axis=0)
+                self.counts[c] += int((y == c).sum())
+
+    def frame_scores(self, x: np.ndarray) -> np.ndarray:
+        if self.opts.head == "zeroshot":
+            text = self.clip.encode_texts([*LIVE_PROMPTS, *SPOOF_PROMPTS])
+            sims = x @ text.T
+            live, spoof = sims[:, :len(LIVE_PROMPTS)].mean(axis=1), sims[:, len(LIVE_PROMPTS):].mean(axis=1)
+            return self.clip.logit_scale * (live - spoof)
+        if not (self.counts[0] and self.counts[1]):
+            raise HarnessError("clip head=ncm needs live and attack training frames")
+        mu = {c: self.sums[c] / self.counts[c] for c in (0, 1)}
+        mu = {c: m / max(np.linalg.norm(m), 1e-12) for c, m in mu.items()}
+        return x @ mu[1] - x @ mu[0]
