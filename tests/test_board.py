@@ -362,3 +362,15 @@ def test_artifacts_are_uploaded_verified_and_scored_by_the_server(db_url: str, t
     body["artifact_files"][ref] = base64.b64encode(b"something else").decode()
     r = client.post("/api/submit", content=json.dumps(body), headers=auth())
     assert r.status_code == 422 and "do not match its sha256 name" in r.json()["reason"]
+
+
+def test_concurrent_resubmissions_of_one_run_store_it_once(db_url: str, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = TestClient(create_app(settings(db_url)))
+    body = build_payload(write_run(tmp_path, "race", quarter_wrong))
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(lambda _: client.post("/api/submit", content=body, headers=auth()).status_code,
+                                range(4)))
+    assert codes.count(201) == 1 and codes.count(200) == 3
+    assert len(client.get("/api/tasks/sarcasm").json()["groups"][0]["rows"]) == 1

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.responses import JSONResponse as _StarletteJSON
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from harness.board import ranking, render
@@ -310,10 +311,17 @@ def create_app(settings: BoardSettings) -> FastAPI:
                     raise Refused(f"the board cannot load {task}/{protocol}: {exc}", 422) from exc
             scored = recompute(sub, server_tasks[key], n_boot=settings.n_boot, seed=settings.seed,
                                roles=settings.roles)
-            store.add_submission(scored.manifest, scored.metrics, scored.headline, submitter=submitter,
-                                 digest=digest, records=scored.records, report=scored.report,
-                                 artifacts=sub.artifacts, replicates=scored.replicates, n_boot=settings.n_boot,
-                                 seed=settings.seed, plots=scored.plots)
+            try:
+                store.add_submission(scored.manifest, scored.metrics, scored.headline, submitter=submitter,
+                                     digest=digest, records=scored.records, report=scored.report,
+                                     artifacts=sub.artifacts, replicates=scored.replicates, n_boot=settings.n_boot,
+                                     seed=settings.seed, plots=scored.plots)
+            except IntegrityError as exc:  # the same run id landed meanwhile (a concurrent re-submission)
+                if store.digest_of(run_id) == digest:
+                    store.audit(submitter=submitter, outcome="duplicate", reason="already on the board",
+                                run_id=run_id, task=task, protocol=protocol, digest=digest)
+                    return JSONResponse({"status": "exists", "run_id": run_id, "url": f"/run/{run_id}"}, 200)
+                raise Refused(f"run id {run_id!r} is already on the board with different content", 409) from exc
         except Refused as exc:
             store.audit(submitter=submitter, outcome="refused", reason=exc.reason, run_id=run_id, task=task,
                         protocol=protocol, digest=digest)
