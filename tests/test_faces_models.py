@@ -241,3 +241,21 @@ def test_zero_padded_ssim_matches_a_same_size_convolution_by_scipy():
         c1, c2 = 0.01**2, 0.03**2
         vals.append((((2 * m1 * m2 + c1) * (2 * s12 + c2)) / ((m1**2 + m2**2 + c1) * (s11 + s22 + c2))).mean())
     assert quality.ssim(a, b, data_range=1.0, padding="zero") == pytest.approx(np.mean(vals), abs=1e-9)
+
+
+def test_landmark_nme_by_hand():
+    from vision_models.faces.detect import landmark_nme
+
+    ref = np.zeros((68, 2))
+    ref[36], ref[45] = (0, 0), (10, 0)  # inter-ocular distance 10
+    pred = ref.copy()
+    pred[:, 1] += 2  # every point 2 px off: NME 0.2
+    assert landmark_nme(ref, pred) == pytest.approx(0.2)
+
+
+def test_landmarks_of_an_unchanged_image_agree(deepface):
+    from vision_models.faces.detect import landmark_nme, landmarks_at
+
+    img = load_image(deepface / "img25.jpg")
+    box = detect_face(img).box
+    assert landmark_nme(landmarks_at(img, box), landmarks_at(img.copy(), box)) == 0.0

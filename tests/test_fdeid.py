@@ -102,6 +102,7 @@ def test_done_when_identity_and_mask_on_identity_folders(deepface, tmp_path):
     assert _value(ident, "orig_verification_accuracy") >= 0.95
     assert _value(ident, "psr") <= 0.05
     assert _value(ident, "ssim") >= 0.999
+    assert _value(ident, "landmark_nme") == 0.0  # untouched pixels, same landmarks
     masked = _run(root, "mask", tmp_path / "runs", protocol="folders")
     assert _value(masked, "psr") >= 0.9
     assert masked.report["protected_images_without_detectable_face"] == 25
@@ -144,6 +145,7 @@ def test_every_cpu_protection_runs_on_a_few_pairs(deepface, tmp_path):
         res = _run(root, solver, tmp_path / "runs")
         assert res.n_errors == 0, [r.error for r in res.records if r.error]
         assert 0 < _value(res, "ssim") < 1
+        assert _value(res, "landmark_nme") > 0
         assert all(itertools.chain.from_iterable(r.artifacts.values() for r in res.records))
 
 

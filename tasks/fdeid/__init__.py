@@ -33,7 +33,7 @@ class FdeidTask(Task):
     data_folder = "fdeid"
     roles = {"recognizer": DEFAULT_RECOGNIZER}
     version = "1"
-    scorer_version = "1"
+    scorer_version = "2"  # 2: landmark NME
 
     def detect_protocol(self, data_dir: Path) -> str | None:
         return detect_layout(data_dir)
@@ -83,6 +83,7 @@ class FdeidTask(Task):
             setlevel("auc_orig_landmarks", "auc_orig_landmarks", higher=False),
             Metric("ssim", per_image_mean("ssim")),
             Metric("psnr", per_image_mean("psnr")),
+            Metric("landmark_nme", per_image_mean("nme"), higher_is_better=False),
         ]
 
     def report(self, records: Sequence[Record], protocol: str, out_dir: Path) -> dict[str, JSON]:

@@ -13,6 +13,10 @@ Two ways to embed a protected image, both reported:
   embedded at the face found on its original. For a black mask every protected face is then the same
   black chip (similarity ~1 for every pair, PSR ~0), which is why it is not the headline.
 An original without a detectable face is that pair's error (its identity cannot be verified).
+
+Utility: landmark NME, dlib's 68 points predicted inside the original's face box on the original and
+on the protected image, mean distance over the original's inter-ocular distance (300-W's outer eye
+corners). FDeID scores landmarks with HRNet; dlib's predictor is the offline stand-in.
 Embeddings and quality values are memoised per image in the run-wide `PairScorer`
 (`ScoreContext.resource`), so an image shared by many pairs is embedded once.
 """
@@ -27,7 +31,7 @@ import numpy as np
 
 from harness.core import DataError, HarnessError, Record
 from vision_models.faces import quality
-from vision_models.faces.detect import load_image
+from vision_models.faces.detect import landmark_nme, landmarks_at, load_image
 from vision_models.faces.memo import Once
 from vision_models.faces.recognizers import FaceEmbedding, FaceRecognizer, cosine, load_recognizer
 from vision_models.privacy_eval import privacy_report
@@ -66,8 +70,10 @@ class PairScorer:
             raise HarnessError(f"protected image {ref} is {prot.shape}, its original {path} is {original.shape}")
         at_orig = self.recognizer.embed_faces([prot], faces=[emb.face])[0]
         detected = self.recognizer.embed_faces([prot])[0]
+        box = emb.face.box  # type: ignore[union-attr]
+        nme = landmark_nme(landmarks_at(original, box), landmarks_at(prot, box))
         return {"vector": detected.vector, "reason": detected.reason, "vector_lmk": at_orig.vector,
-                "ssim": quality.ssim(original, prot), "psnr": quality.psnr(original, prot)}
+                "ssim": quality.ssim(original, prot), "psnr": quality.psnr(original, prot), "nme": nme}
 
     def score_pair(self, target: Mapping[str, Any], prediction: Mapping[str, Any],
                    load_protected: Callable[[str], np.ndarray]) -> dict[str, Any]:
@@ -84,6 +90,7 @@ class PairScorer:
         return {
             "same": int(target["same"]), "orig_sim": orig, "prot_sim": prot, "prot_sim_lmk": sim("vector_lmk"),
             "ssim_a": pa["ssim"], "ssim_b": pb["ssim"], "psnr_a": pa["psnr"], "psnr_b": pb["psnr"],
+            "nme_a": pa["nme"], "nme_b": pb["nme"],
             "prot_face_a": int(pa["vector"] is not None), "prot_face_b": int(pb["vector"] is not None),
         }
 

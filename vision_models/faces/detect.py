@@ -154,3 +154,20 @@ def load_image(path: str | Path) -> np.ndarray:
         from harness.core import DataError
 
         raise DataError(f"{p}: not a readable image ({exc})") from exc
+
+
+def landmarks_at(image: np.ndarray, box: tuple[int, int, int, int], points: int = 68) -> np.ndarray:
+    """dlib's `points` landmarks [n, 2] predicted inside a given box (no detection)."""
+    shape = shape_predictor(points)(as_rgb_uint8(image), _dlib().rectangle(*(int(v) for v in box)))
+    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+
+
+def landmark_nme(reference: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean point-to-point distance over the inter-ocular distance (outer eye corners 36 and 45 of the
+    68-point reference), the 300-W normalisation."""
+    ref = np.asarray(reference, dtype=np.float64)
+    pred = np.asarray(predicted, dtype=np.float64)
+    iod = float(np.linalg.norm(ref[36] - ref[45]))
+    if iod <= 0:
+        raise ValueError("landmark NME: zero inter-ocular distance")
+    return float(np.linalg.norm(ref - pred, axis=1).mean() / iod)
