@@ -242,3 +242,38 @@ def test_batched_protection_plugin(tmp_path):
 
         np.testing.assert_array_equal(seq, 255 - load_sequence(s.inputs["source"], s.inputs["layout"]))
         assert o.prediction["target_subject"] != s.groups["subject"]
+
+
+def test_scoliosis1k_utility_matches_sklearn_on_protected_sequences(tmp_path):
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    from tasks.gait_deid import GaitDeidTask
+    from tasks.gait_deid.synthetic import write_scoliosis1k
+
+    cli = pytest.importorskip("harness.cli")
+    write_scoliosis1k(tmp_path / "scol", n_subjects=12, views=("090",), n_frames=5)
+    assert GaitDeidTask().detect_protocol(tmp_path / "scol") == "scoliosis1k"
+    for solver in ("none", "blur", "target-swap"):
+        rc = cli.main(["run", "--task", "gait_deid", "--solver", solver, "--data", str(tmp_path / "scol"),
+                       "--out", str(tmp_path / "runs"), "--db", f"sqlite:///{tmp_path / 'lb.db'}", "--no-progress",
+                       "--bootstrap", "10"])
+        assert rc in (0, None)
+        (run_dir,) = (tmp_path / "runs").glob(f"gait_deid-{solver}-*")
+        m = json.loads((run_dir / "metrics.json").read_text())
+        assert m["n_errors"] == 0 and m["n_samples"] == 6  # the TEST_SET: 6 of 12 subjects, one view
+        lines = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+        true = [x["target"]["label"] for x in lines]
+        pred = [x["scores"]["screen"] for x in lines]
+        labels = ["negative", "neutral", "positive"]
+        p, r, f, _ = precision_recall_fscore_support(true, pred, labels=labels, average="macro", zero_division=0)
+        got = m["metrics"]
+        assert got["scoliosis_accuracy"]["value"] == pytest.approx(accuracy_score(true, pred))
+        assert got["scoliosis_precision_macro"]["value"] == pytest.approx(p)
+        assert got["scoliosis_recall_macro"]["value"] == pytest.approx(r)
+        assert got["scoliosis_f1_macro"]["value"] == pytest.approx(f)
+        assert np.array(m["report"]["confusion"]).sum() == 6
+        if solver == "none":
+            assert got["ssim"]["value"] == pytest.approx(1.0)
+        if solver == "target-swap":  # every probe is another test subject's recording
+            assert all(x["prediction"]["target_subject"] != x["groups"]["subject"] for x in lines)
+            assert got["ssim"]["value"] < 1.0

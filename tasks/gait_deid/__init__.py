@@ -31,7 +31,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from harness.core import JSON, DataError, Fold, Metric, Record, Sample, ScoreContext, Task
-from tasks.gait_deid import protections  # noqa: F401 - registers the protections
+from harness.metrics import Classification, Coded, encode
+from tasks.gait_deid import (
+    protections,  # noqa: F401 - registers the protections
+    scoliosis,
+)
 from tasks.gait_deid.evaluation import GALLERY, PROBE_CONDITIONS, exclude_identical_views, rank1_matrix
 from tasks.gait_deid.loaders import VIEWS, Seq, find_root, load_sequence, scan
 from tasks.gait_deid.scoring import TEST_SUBJECTS, build_recognizer, decode_embedding, encode_embedding, quality
@@ -49,6 +53,7 @@ class GaitDeidTask(Task):
     description: ClassVar[str] = "Gait de-identification on CASIA-B: Rank-1 (NM/BG/CL), impersonation, quality"
     protocols: ClassVar[dict[str, str]] = {
         "casia-b": "test 075-124, gallery NM1-4, probes NM5-6/BG1-2/CL1-2, Rank-1 excluding identical views",
+        "scoliosis1k": "utility: 3-class screening (GEI+PCA/LDA fitted on TRAIN_SET) of the protected TEST_SET",
     }
     default_protocol: ClassVar[str] = "casia-b"
     default_solver: ClassVar[str] = "none"
@@ -59,20 +64,25 @@ class GaitDeidTask(Task):
     scorer_version: ClassVar[str] = "2"  # OpenGait's per-cell rounding; SSIM paired by source frame
 
     def detect_protocol(self, data_dir: Path) -> str | None:
-        try:
-            find_root(data_dir)
-            return "casia-b"
-        except DataError:
-            return None
+        for protocol, finder in (("casia-b", find_root), ("scoliosis1k", scoliosis.find_root)):
+            try:
+                finder(data_dir)
+                return protocol
+            except DataError:
+                continue
+        return None
 
     def resolve_data(self, data: Path | None) -> Path:
         path = super().resolve_data(data)
-        find_root(path)
+        if self.detect_protocol(path) is None:
+            find_root(path)  # the CASIA-B error names what was expected
         return path
 
     def folds(self, data_dir: Path, protocol: str) -> list[Fold]:
+        if protocol == "scoliosis1k":
+            return [self._scoliosis_fold(data_dir)]
         if protocol != "casia-b":
-            raise DataError(f"unknown gait_deid protocol {protocol!r}; known: casia-b")
+            raise DataError(f"unknown gait_deid protocol {protocol!r}; known: {', '.join(self.protocols)}")
         root = find_root(data_dir)
         seqs = [s for s in scan(root) if s.subject in TEST_SUBJECTS]
         subjects = sorted({s.subject for s in seqs})
@@ -99,13 +109,37 @@ class GaitDeidTask(Task):
                           f"views present {', '.join(views)}; evaluating what is there (see the report)", stacklevel=2)
         return [Fold("casia-b", probes, splits={"gallery": gallery})]
 
+    def _scoliosis_fold(self, data_dir: Path) -> Fold:
+        root = scoliosis.find_root(data_dir)
+        path, _, test_ids = scoliosis.find_partition(root)
+        seqs = [s for s in scoliosis.scan(root) if s.subject in set(test_ids)]
+        subjects = sorted({s.subject for s in seqs})
+        if len(subjects) < 2:
+            raise DataError(f"{root}: fewer than two TEST_SET subjects of {path.name} present")
+        missing = sorted(set(test_ids) - set(subjects))
+        if missing:
+            warnings.warn(f"{root}: {len(missing)} TEST_SET ids of {path.name} have no sequence here; evaluating "
+                          "the rest", stacklevel=2)
+        return Fold("scoliosis1k", [
+            Sample(s.id, {"source": s.source, "layout": "pkl", "root": str(root), "condseq": s.seq, "dataset":
+                          "scoliosis1k", "test_subjects": subjects},
+                   {"dataset": "scoliosis1k", "label": s.label, "source": s.source, "layout": "pkl",
+                    "root": str(root), "view": s.view},
+                   {"subject": s.subject, "role": "probe", "view": s.view, "condition": "scoliosis", "label": s.label})
+            for s in seqs])
+
     def score(self, sample: Sample, prediction: JSON) -> dict[str, JSON]:
         raise DataError("gait_deid scores with its recogniser role: use ascore")
 
     async def ascore(self, sample: Sample, prediction: JSON, sctx: ScoreContext) -> dict[str, JSON]:
+        target = sample.target
+        if target.get("dataset") == "scoliosis1k":
+            screener = await sctx.run_cpu(sctx.resource, f"scoliosis-screener:{target['root']}",
+                                          lambda: scoliosis.Screener(target["root"]))
+            seq, scores = await sctx.run_cpu(self._load, target, prediction, sctx)
+            return {**scores, "screen": await sctx.run_cpu(screener.predict, seq), "screener_fit": screener.fit_on}
         role = sctx.roles.get("recognizer")
         spec = getattr(role, "model", None) or self.roles["recognizer"]
-        target = sample.target
         key = f"gait-recognizer:{spec}" + (f":{target['root']}" if spec == "gei" else "")
         rec = await sctx.run_cpu(sctx.resource, key, lambda: build_recognizer(spec, target["root"]))
         seq, scores = await sctx.run_cpu(self._load, target, prediction, sctx)
@@ -132,6 +166,16 @@ class GaitDeidTask(Task):
 
     # -- metrics ------------------------------------------------------------------------------------
     def metrics(self, protocol: str) -> list[Metric]:
+        quality_metrics = [Metric("ssim", mean_of="ssim"),
+                           Metric("temporal_consistency", mean_of="temporal_consistency")]
+        if protocol == "scoliosis1k":
+            return [Metric("scoliosis_accuracy", classification=Classification(_screen_codes, "accuracy"), scale=100.0),
+                    Metric("scoliosis_f1_macro", classification=Classification(_screen_codes, "f1"), scale=100.0),
+                    Metric("scoliosis_precision_macro", classification=Classification(_screen_codes, "precision"),
+                           scale=100.0),
+                    Metric("scoliosis_recall_macro", classification=Classification(_screen_codes, "recall"),
+                           scale=100.0),
+                    *quality_metrics]
         both = ("gallery", "test")
 
         def rank1(cond: str) -> Callable[[Sequence[Record]], float]:
@@ -146,12 +190,19 @@ class GaitDeidTask(Task):
             Metric("impersonation_success",
                    lambda rs: _mean([condition_rank1(rs, c, impersonation=True)[1] for c in PROBE_CONDITIONS]),
                    scale=100.0, splits=both, resample="none"),
-            Metric("ssim", mean_of="ssim"),
-            Metric("temporal_consistency", mean_of="temporal_consistency"),
+            *quality_metrics,
         ]
 
     def report(self, records: Sequence[Record], protocol: str, out_dir: Path) -> dict[str, Any]:
         ok = [r for r in records if r.ok]
+        if protocol == "scoliosis1k":
+            from harness.metrics import confusion
+
+            return {"classes": list(scoliosis.CLASSES), "n_errors": sum(not r.ok for r in records),
+                    "confusion": confusion([r.target["label"] for r in ok], [r.scores.get("screen") for r in ok],
+                                           labels=scoliosis.CLASSES)[0].tolist(),
+                    "confusion_axes": "rows: true class; columns: predicted class, then invalid",
+                    "screener_fit": next((r.scores["screener_fit"] for r in ok if "screener_fit" in r.scores), None)}
         out: dict[str, Any] = {"views": list(VIEWS), "rank1_per_probe_view": {}, "impersonation_per_probe_view": {}}
         for cond in PROBE_CONDITIONS:
             per_view, _ = condition_rank1(ok, cond)
@@ -172,6 +223,13 @@ class GaitDeidTask(Task):
         out["temporal_consistency_original"] = _mean([float(v) for v in tc if v is not None])
         out["n_errors"] = sum(not r.ok for r in records)
         return out
+
+
+def _screen_codes(records: Sequence[Record]) -> Coded:
+    """True class (the class folder) and the screener's class on the protected sequence; fixed label set."""
+    labels = scoliosis.CLASSES
+    return Coded(encode([r.target["label"] for r in records], labels),
+                 encode([r.scores.get("screen") for r in records], labels), labels)
 
 
 def _mean(values: list[float]) -> float:

@@ -96,6 +96,13 @@ class Protection(Solver):
     def target_sequence(self, sample: Sample, target: str) -> np.ndarray:
         """The target's own non-gallery recording at the probe's view (same condition-sequence if any)."""
         root = sample.inputs["root"]
+        if sample.inputs.get("dataset") == "scoliosis1k":
+
+            theirs = [s for s in _scoliosis_index(root) if s.subject == target]
+            if not theirs:
+                raise HarnessError(f"target {target} has no sequence in {root}")
+            pick = next((s for s in theirs if s.view == sample.groups["view"]), theirs[0])
+            return load_sequence(pick.source, "pkl")
         mine = [s for s in _index(root) if s.subject == target and s.view == sample.groups["view"]
                 and s.condseq not in GALLERY]
         if not mine:
@@ -226,6 +233,17 @@ class TargetSwapProtection(Protection):
 
 
 _INDEX: dict[str, list[Seq]] = {}
+_SCOLIOSIS_INDEX: dict[str, list[Any]] = {}
+
+
+def _scoliosis_index(root: str) -> list[Any]:
+    if root not in _SCOLIOSIS_INDEX:
+        from pathlib import Path
+
+        from tasks.gait_deid import scoliosis
+
+        _SCOLIOSIS_INDEX[root] = scoliosis.scan(Path(root))
+    return _SCOLIOSIS_INDEX[root]
 
 
 def _index(root: str) -> list[Seq]:

@@ -27,8 +27,8 @@ def _person(sid: int) -> dict[str, float]:
             "swing": rng.uniform(0.1, 0.5), "head": rng.uniform(0.9, 1.2)}
 
 
-def silhouette(sid: int, condseq: str, view: str, t: int, n: int) -> np.ndarray:
-    """One 240x320 (h x w) uint8 frame, 0/255."""
+def silhouette(sid: int, condseq: str, view: str, t: int, n: int, tilt: float = 0.0) -> np.ndarray:
+    """One 240x320 (h x w) uint8 frame, 0/255; `tilt` leans the torso sideways (the Scoliosis1K copies)."""
     import cv2
 
     p = _person(sid)
@@ -44,6 +44,10 @@ def silhouette(sid: int, condseq: str, view: str, t: int, n: int) -> np.ndarray:
     cv2.circle(img, (cx, top + int(12 * p["head"])), int(11 * p["head"]), 255, -1)
     torso = w + (6 if condseq.startswith("cl") else 0)
     cv2.rectangle(img, (cx - torso, top + 22), (cx + torso, hip_y + (10 if condseq.startswith("cl") else 0)), 255, -1)
+    if tilt:  # one shoulder raised: a wedge on one side of the torso
+        sh = int(tilt * 0.25 * h)
+        pts = np.array([[cx + torso, top + 22 - sh], [cx + torso + int(abs(tilt) * 22), top + 34], [cx + torso, hip_y]])
+        cv2.fillPoly(img, [pts], 255)
     for sign in (-1, 1):
         dx = int(sign * side * p["stride"] * 0.5 * h * math.sin(phase))
         cv2.line(img, (cx, hip_y), (cx + dx, 230), 255, max(4, int(0.5 * w)))
@@ -74,6 +78,35 @@ def write_casia_b(root: str | Path, subjects: Sequence[int], views: Sequence[str
                 else:
                     for t, f in enumerate(frames):
                         Image.fromarray(f).save(folder / f"{sid:03d}-{cs}-{view}-{t + 1:03d}.png")
+    return root
+
+
+SCOLIOSIS_TILT = {"negative": 0.0, "neutral": 0.45, "positive": 1.0}
+
+
+def write_scoliosis1k(root: str | Path, n_subjects: int = 24, views: Sequence[str] = ("000", "090"),
+                      n_frames: int = 6, test_share: float = 0.5) -> Path:
+    """A Scoliosis1K-sil-pkl tree (subjects 00001.., classes in turn, one `000_<view>` sequence per view;
+    the torso's lean grows from negative to positive) and its Scoliosis1K_1116.json partition."""
+    import json
+
+    from vision_models.gait import pretreat_sequence
+
+    root = Path(root)
+    sil = root / "Scoliosis1K-sil-pkl"
+    ids = [f"{i:05d}" for i in range(1, n_subjects + 1)]
+    classes = ("negative", "neutral", "positive")
+    for i, sid in enumerate(ids):
+        label = classes[i % 3]
+        for view in views:
+            folder = sil / sid / label.capitalize() / f"000_{view}"
+            folder.mkdir(parents=True, exist_ok=True)
+            frames = [silhouette(i + 1, "nm-01", view, t, n_frames, tilt=SCOLIOSIS_TILT[label])
+                      for t in range(n_frames)]
+            with open(folder / f"000_{view}.pkl", "wb") as fh:
+                pickle.dump(pretreat_sequence(frames), fh)
+    n_test = int(round(test_share * n_subjects))
+    (root / "Scoliosis1K_1116.json").write_text(json.dumps({"TRAIN_SET": ids[:-n_test], "TEST_SET": ids[-n_test:]}))
     return root
 
 

@@ -137,6 +137,12 @@ class GeiRecognizer:
         self.lda = LinearDiscriminantAnalysis().fit(self.pca.transform(geis), list(labels))
         return self
 
+    def predict(self, geis: np.ndarray) -> np.ndarray:
+        """The LDA's class for each GEI (used as a classifier, e.g. the Scoliosis1K screener)."""
+        if self.pca is None:
+            raise RuntimeError("recogniser not fitted")
+        return self.lda.predict(self.pca.transform(np.atleast_2d(geis)))
+
     def embed(self, geis: np.ndarray) -> np.ndarray:
         if self.pca is None:
             raise RuntimeError("recogniser not fitted")
