@@ -9,7 +9,6 @@ copied; only label files (JSON, CSV, TXT, XLSX, pickles) are mutated.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -20,10 +19,9 @@ from hypothesis import strategies as st
 
 from harness.core import DataError, HarnessError
 from harness.registry import get_task
+from tests.conftest import shared_data_path
 
 LABEL_SUFFIXES = {".json", ".csv", ".txt", ".tsv", ".xlsx", ".p", ".pkl", ".lst"}
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("HARNESS_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def _sarcasm(root: Path) -> Path:
@@ -78,9 +76,7 @@ def _shared_copy(name: str) -> Callable[[Path], Path]:
     """Label files copied from ../shared/data/<name>, everything else linked."""
 
     def build(root: Path) -> Path:
-        source = SHARED / name
-        if not source.exists():
-            pytest.skip(f"{source} missing")
+        source = shared_data_path(name)  # a skip on a user's machine, a failure in CI
         for path in source.rglob("*"):
             target = root / path.relative_to(source)
             if path.is_dir():
