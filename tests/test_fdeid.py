@@ -83,10 +83,11 @@ def test_identity_folders_need_a_genuine_pair(shared_data):
 
 
 # ----------------------------------------------------------------------------------------- end to end
-def _run(data: Path, solver: str, out: Path, protocol: str = "", **options):
+def _run(data: Path, solver: str, out: Path, protocol: str = "", roles=(), **options):
     from harness.runner import RunConfig, RunSettings, run
 
-    cfg = RunConfig(task="fdeid", protocol=protocol, solver=solver, solver_options=tuple(options.items()), n_boot=50)
+    cfg = RunConfig(task="fdeid", protocol=protocol, solver=solver, solver_options=tuple(options.items()), n_boot=50,
+                    roles=tuple(roles))
     return run(cfg, RunSettings(data=data, out_dir=out, show_progress=False, concurrency=4))
 
 
@@ -222,3 +223,17 @@ def test_sd_inpaint_tiny_random_on_the_gpu(deepface):
     pipe = load_pipeline("inpaint", "tiny-random", "cuda")
     out = inpaint_face(pipe, img, detect_face(img).box, "a face", seed=1, steps=2, size=64)
     assert out.shape == img.shape
+
+
+def test_a_second_recogniser_is_reported_side_by_side(deepface, tmp_path):
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 8, stride=8), torch.nn.Flatten(), torch.nn.Linear(4 * 20 * 20, 16))
+    path = tmp_path / "facenet.pt"
+    torch.jit.trace(net.eval(), torch.zeros(1, 3, 160, 160)).save(str(path))
+    root = _identity_tree(deepface, tmp_path / "faces", identities={"id03", "id05"})  # 4 images, 6 pairs
+    res = _run(root, "mask", tmp_path / "runs", roles=(f"recognizer2=facenet:{path}",))
+    assert res.n_errors == 0, [r.error for r in res.records if r.error]
+    row = res.report["recognizers"]["recognizer2"]
+    assert row["model"] == f"facenet:{path}" and row["n_pairs"] == 6
+    assert row["psr"] == 1.0  # masked faces are not found by the detector, whatever the recogniser
+    assert _value(res, "psr") == 1.0  # the default dlib recogniser's numbers stay the headline

@@ -8,6 +8,7 @@ originals and protected images with the `recognizer` role (dlib by default) and 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from harness.core import JSON, DataError, Fold, HarnessError, Metric, Record, Sample, ScoreContext, Task
 from tasks.fdeid import solvers as _solvers  # noqa: F401 - registers the protections
 from tasks.fdeid.loader import LOADERS, detect_layout
-from tasks.fdeid.scorer import PairScorer, per_image_mean, privacy_metric
+from tasks.fdeid.scorer import PairScorer, per_image_mean, privacy_metric, recognizer_table
 
 DEFAULT_RECOGNIZER = "dlib"
 
@@ -57,7 +58,16 @@ class FdeidTask(Task):
         store = ctx.artifacts
         if store is None:
             raise HarnessError("fdeid scoring needs the run's artifact store (protected images)")
-        return await ctx.run_cpu(scorer.score_pair, sample.target, prediction, store.load_image)
+        scores = await ctx.run_cpu(scorer.score_pair, sample.target, prediction, store.load_image)
+        # Further recognisers (--role recognizer2=arcface:/w/r100.onnx ...) are reported side by side.
+        for name in sorted((n for n in ctx.roles if re.fullmatch(r"recognizer\d+", n)), key=lambda n: int(n[10:])):
+            extra_spec = ctx.roles[name].model
+            other: PairScorer = ctx.resource(f"fdeid-recognizer-noquality:{extra_spec}",
+                                             lambda s=extra_spec: PairScorer.from_spec(s, quality=False))
+            more = await ctx.run_cpu(other.score_pair, sample.target, prediction, store.load_image)
+            scores.update({f"{k}@{name}": more[k] for k in ("orig_sim", "prot_sim", "prot_sim_lmk")})
+            scores[f"model@{name}"] = extra_spec
+        return scores
 
     def metrics(self, protocol: str) -> list[Metric]:
         # Privacy numbers are set-level (a threshold chosen on the same pairs; pairs share images), as the
@@ -97,4 +107,5 @@ class FdeidTask(Task):
             faces[str(r.target["b"])] = int(r.scores.get("prot_face_b", 1))
         out["protected_images"] = len(faces)
         out["protected_images_without_detectable_face"] = len(faces) - sum(faces.values())
+        out["recognizers"] = recognizer_table(scored)
         return out

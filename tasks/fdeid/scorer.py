@@ -40,14 +40,15 @@ from vision_models.privacy_eval import privacy_report
 class PairScorer:
     """A recogniser plus per-image memos of original embeddings and protected-image results."""
 
-    def __init__(self, recognizer: FaceRecognizer) -> None:
+    def __init__(self, recognizer: FaceRecognizer, quality: bool = True) -> None:
         self.recognizer = recognizer
+        self.quality = quality  # False for the extra recognisers of a run: SSIM etc. are computed once
         self._orig = Once()
         self._prot = Once()
 
     @classmethod
-    def from_spec(cls, spec: str) -> PairScorer:
-        return cls(load_recognizer(spec))
+    def from_spec(cls, spec: str, quality: bool = True) -> PairScorer:
+        return cls(load_recognizer(spec), quality)
 
     def original(self, path: str, image: np.ndarray | None = None) -> FaceEmbedding:
         hit: FaceEmbedding = self._orig.get(
@@ -70,10 +71,12 @@ class PairScorer:
             raise HarnessError(f"protected image {ref} is {prot.shape}, its original {path} is {original.shape}")
         at_orig = self.recognizer.embed_faces([prot], faces=[emb.face])[0]
         detected = self.recognizer.embed_faces([prot])[0]
-        box = emb.face.box  # type: ignore[union-attr]
-        nme = landmark_nme(landmarks_at(original, box), landmarks_at(prot, box))
-        return {"vector": detected.vector, "reason": detected.reason, "vector_lmk": at_orig.vector,
-                "ssim": quality.ssim(original, prot), "psnr": quality.psnr(original, prot), "nme": nme}
+        out = {"vector": detected.vector, "reason": detected.reason, "vector_lmk": at_orig.vector}
+        if self.quality:
+            box = emb.face.box  # type: ignore[union-attr]
+            out.update(ssim=quality.ssim(original, prot), psnr=quality.psnr(original, prot),
+                       nme=landmark_nme(landmarks_at(original, box), landmarks_at(prot, box)))
+        return out
 
     def score_pair(self, target: Mapping[str, Any], prediction: Mapping[str, Any],
                    load_protected: Callable[[str], np.ndarray]) -> dict[str, Any]:
@@ -89,8 +92,7 @@ class PairScorer:
         prot = sim("vector")
         return {
             "same": int(target["same"]), "orig_sim": orig, "prot_sim": prot, "prot_sim_lmk": sim("vector_lmk"),
-            "ssim_a": pa["ssim"], "ssim_b": pb["ssim"], "psnr_a": pa["psnr"], "psnr_b": pb["psnr"],
-            "nme_a": pa["nme"], "nme_b": pb["nme"],
+            **{f"{k}_{side}": p[k] for k in ("ssim", "psnr", "nme") for side, p in (("a", pa), ("b", pb)) if k in p},
             "prot_face_a": int(pa["vector"] is not None), "prot_face_b": int(pb["vector"] is not None),
         }
 
@@ -144,3 +146,21 @@ def per_image_mean(score: str) -> Callable[[Sequence[Record]], float]:
         return float(np.mean(list(values.values()))) if values else float("nan")
 
     return fn
+
+
+def recognizer_table(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
+    """Privacy numbers of every further recogniser of the run (scores keyed `<name>@recognizerN`)."""
+    names = sorted({k.split("@", 1)[1] for r in records for k in r.scores if k.startswith("orig_sim@")})
+    table: dict[str, dict[str, Any]] = {}
+    for name in names:
+        rs = [r for r in records if f"orig_sim@{name}" in r.scores]
+        same = [r.scores["same"] for r in rs]
+        orig = [r.scores[f"orig_sim@{name}"] for r in rs]
+        rep = privacy_report(orig, [r.scores[f"prot_sim@{name}"] for r in rs], same)
+        lmk = privacy_report(orig, [r.scores[f"prot_sim_lmk@{name}"] for r in rs], same)
+        table[name] = {"model": rs[0].scores.get(f"model@{name}"), "n_pairs": len(rs), "psr": rep.psr,
+                       "orig_verification_accuracy": rep.original["accuracy"],
+                       "verification_accuracy": rep.protected["accuracy"], "auc": rep.protected["auc"],
+                       "eer": rep.protected["eer"], "tar_at_far_1": rep.protected["tar_at_far_1"],
+                       "psr_orig_landmarks": lmk.psr}
+    return table
