@@ -181,3 +181,22 @@ def test_judges_on_their_own_endpoints_and_a_judge_that_404s(motor_dir: Path, tm
     assert bad["model_calls"]["judges_failed_every_call"] == ["judge/judge-b"]
     errors = bad["samples"][0]["info"]["judge"]["behavior"]["errors"]
     assert "HTTP 404" in errors[0] and "The model `judge-b` does not exist." in errors[0]
+
+
+def test_schema_fallback_and_a_refused_request_are_counted_and_the_rest_keep_the_schema(motor_dir: Path,
+                                                                                        tmp_path: Path) -> None:
+    # one clip's transcript says "annoying": that request gets a 400 that is not about the schema
+    cfg = ServerConfig(answer=f"{__name__}:schema_answer", reject_marker="annoying", error_style="vllm")
+    with FakeOpenAIServer(cfg) as srv:
+        m, _ = _run(["--task", "motor", "--model", "fake-model", "--base-url", srv.base_url,
+                     "--data", str(motor_dir), "-S", "frames=0", "--max-retries", "0"], tmp_path / "refused")
+        bodies = srv.bodies()
+    assert m["n_errors"] == 1 and "At most 1 image(s)" in m["errors"][0]
+    assert all("response_format" in b for b in bodies) and len(bodies) == 6
+    assert m["model_calls"]["request_error"] == 1 and m["model_calls"]["schema_fallback"] == 0
+    # a server without structured outputs: every request falls back, each one recorded
+    with FakeOpenAIServer(ServerConfig(reject_json_schema=True)) as srv:
+        m, _ = _run(["--task", "motor", "--model", "fake-model", "--base-url", srv.base_url,
+                     "--data", str(motor_dir), "-S", "frames=0"], tmp_path / "fallback")
+    assert m["model_calls"]["schema_fallback"] == 6 and m["model_calls"]["unparseable"] == 6
+    assert all(s["info"]["model_calls"]["mllm"]["schema_fallback"] == 1 for s in m["samples"])
