@@ -110,7 +110,24 @@ def write_scoliosis1k(root: str | Path, n_subjects: int = 24, views: Sequence[st
     return root
 
 
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="write a small synthetic CASIA-B (or Scoliosis1K) copy")
+    ap.add_argument("out", nargs="?", default="casia-b-synthetic")
+    ap.add_argument("--layout", choices=("png", "pkl"), default="png", help="raw 320x240 PNGs or OpenGait .pkl")
+    ap.add_argument("--views", default="000,054,090,126,180", help="comma-separated views")
+    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--scoliosis", action="store_true", help="a Scoliosis1K-sil-pkl copy + partition instead")
+    args = ap.parse_args(argv)
+    views = tuple(args.views.split(","))
+    if args.scoliosis:
+        out = write_scoliosis1k(args.out, views=views, n_frames=args.frames)
+    else:
+        out = write_casia_b(args.out, [1, 2, 3, 4, 75, 76, 77, 78], views=views, n_frames=args.frames,
+                            layout=args.layout)
+    print(f"wrote a synthetic {'Scoliosis1K' if args.scoliosis else 'CASIA-B'} copy to {out}")
+
+
 if __name__ == "__main__":
-    out = write_casia_b(sys.argv[1] if len(sys.argv) > 1 else "casia-b-synthetic", [1, 2, 3, 4, 75, 76, 77, 78],
-                        views=("000", "054", "090", "126", "180"))
-    print(f"wrote a synthetic CASIA-B copy to {out}")
+    main(sys.argv[1:])
