@@ -230,7 +230,9 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
 
                 ray_exec = RayExecutor(config, ctx, settings.concurrency)
                 solve, on_done = ray_exec.solve, ray_exec.job_done
-            pipeline = Pipeline(jobs, sink, settings.concurrency, solver.batch_size, solve, on_done)
+            # --base-url URL1,URL2: --concurrency per replica, so the run keeps every replica busy
+            in_flight = settings.concurrency * max(1, len(ctx.base_urls))
+            pipeline = Pipeline(jobs, sink, in_flight, solver.batch_size, solve, on_done)
             extra: list[Solver] = []
 
             def fresh() -> Solver:

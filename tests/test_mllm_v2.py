@@ -200,3 +200,15 @@ def test_schema_fallback_and_a_refused_request_are_counted_and_the_rest_keep_the
                      "--data", str(motor_dir), "-S", "frames=0"], tmp_path / "fallback")
     assert m["model_calls"]["schema_fallback"] == 6 and m["model_calls"]["unparseable"] == 6
     assert all(s["info"]["model_calls"]["mllm"]["schema_fallback"] == 1 for s in m["samples"])
+
+
+def test_a_list_of_base_urls_spreads_a_run_over_replicas(motor_dir: Path, tmp_path: Path) -> None:
+    cfg = ServerConfig(answer=f"{__name__}:schema_answer", latency_s=0.05)
+    with FakeOpenAIServer(cfg) as a, FakeOpenAIServer(cfg) as b:
+        m, run_dir = _run(["--task", "motor", "--model", "fake-model", "--base-url", f"{a.base_url},{b.base_url}",
+                           "--data", str(motor_dir), "-S", "frames=0", "--concurrency", "2"], tmp_path)
+        sa, sb = a.stats(), b.stats()
+    assert m["n_errors"] == 0 and sa["completed"] + sb["completed"] == 6
+    assert sa["completed"] >= 2 and sb["completed"] >= 2  # both replicas served
+    assert sa["max_in_flight"] <= 2 and sb["max_in_flight"] <= 2  # --concurrency holds per replica
+    assert {c["endpoint"] for c in transcripts(run_dir)} == {a.base_url, b.base_url}
