@@ -205,3 +205,58 @@ def test_clip_au_features_on_cuda_match_cpu(tmp_path):
     cpu = ClipAuSolver(**opts, device="cpu").features(fold.test)
     gpu = ClipAuSolver(**opts, device="cuda").features(fold.test)
     np.testing.assert_allclose(np.stack(gpu), np.stack(cpu), atol=2e-3)
+
+
+# -- composite 3-class MER ---------------------------------------------------------------------------------
+def test_mer3_maps_emotions_pools_both_datasets_and_uf1_uar_match_sklearn(tmp_path):
+    from openpyxl import load_workbook
+    from sklearn.metrics import f1_score, recall_score
+
+    write_dataset(tmp_path / "CASME2", "casme2", n_subjects=2, clips_per_subject=4)
+    write_dataset(tmp_path / "SAMM", "samm", n_subjects=2, clips_per_subject=4)
+    for path, col, emotions in ((tmp_path / "CASME2" / "CASME2-coding-20140508.xlsx", "I",
+                                 ["happiness", "repression", "surprise", "others"] * 2),
+                                (tmp_path / "SAMM" / "SAMM_Micro_FACS_Codes_v2.xlsx", "K",
+                                 ["Anger", "Happiness", "Other", "Contempt"] * 2)):
+        wb = load_workbook(path)
+        first = 2 if "CASME" in path.name else 15
+        for i, emo in enumerate(emotions):
+            wb.active[f"{col}{first + i}"] = emo
+        wb.save(path)
+    task = MicroAuTask()
+    assert task.detect_protocol(tmp_path) == "mer3"
+    folds = task.folds(tmp_path, "mer3")
+    assert [f.name for f in folds] == ["casme2:sub01", "casme2:sub02", "samm:001", "samm:002"]
+    labels = {s.id: s.target["emotion3"] for f in folds for s in f.test}
+    assert len(labels) == 6 + 6  # 'others'/'Other' clips are not in the composite set
+    assert labels["casme2:sub01/EP02_01f"] == "negative" and labels["samm:001/001_4_1"] == "negative"
+    assert labels["casme2:sub01/EP01_01f"] == "positive" and labels["casme2:sub01/EP03_01f"] == "surprise"
+    rng = np.random.default_rng(0)
+    records = []
+    for f in folds:
+        for s in f.test:
+            pred = {"emotion3": ["negative", "positive", "surprise", "??"][rng.integers(0, 4)]}
+            records.append(Record(s.id, f.name, s.target, pred, task.score(s, pred), s.groups))
+    y = [r.target["emotion3"] for r in records]
+    p = [r.scores["pred"] for r in records]
+    m = {mm.name: mm for mm in task.metrics("mer3")}
+    classes = ["negative", "positive", "surprise"]
+    assert evaluate(m["uf1"], records, "subject", within_folds=False) == pytest.approx(
+        f1_score(y, p, labels=classes, average="macro", zero_division=0))
+    assert evaluate(m["uar"], records, "subject", within_folds=False) == pytest.approx(
+        recall_score(y, p, labels=classes, average="macro", zero_division=0))
+
+
+def test_mer3_solvers_fit_one_multiclass_head(tmp_path):
+    write_dataset(tmp_path / "CASME2", "casme2", n_subjects=4, clips_per_subject=8)
+    task = MicroAuTask()
+    folds = task.folds(tmp_path, "mer3")
+    assert sum(len(f.test) for f in folds) == 4 * 6  # 2 of every 8 synthetic clips are 'others'
+    m = {mm.name: mm for mm in task.metrics("mer3")}["uf1"]
+    floor = evaluate(m, _run_folds(task, folds, "majority"), "subject", within_folds=False)
+    flow = _run_folds(task, folds, "flow-svm")
+    assert all(set(r.prediction) == {"emotion3"} for r in flow)
+    score = evaluate(m, flow, "subject", within_folds=False)
+    assert score > floor + 0.15, (score, floor)
+    with pytest.raises(Exception, match="no meaning for mer3"):
+        _run_folds(task, folds[:1], "all-positive")

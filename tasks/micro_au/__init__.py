@@ -8,6 +8,7 @@ folds, then the mean over AUs (pinned: MEB has changed its default between versi
 mixed). The CI resamples subjects over the pooled predictions (`bootstrap_within_folds=False`), so a LOSO
 run gets an interval of non-zero width. The report gives the per-AU F1, precision, recall and positive
 counts, and how many apexes were imputed by the missing-frame rule (`loaders.py`).
+Protocol `mer3` (`mer.py`): 3-class emotion recognition on the composite set, `uf1` and `uar` pooled.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from harness.core import JSON, DataError, Fold, Metric, Record, Sample, Task
 from tasks.micro_au import solvers  # noqa: F401 - registers the solvers
 from tasks.micro_au.aus import AU_SETS, au_name
 from tasks.micro_au.loaders import detect_layout, load_samples
+from tasks.micro_au.mer import CLASSES as MER_CLASSES
+from tasks.micro_au.mer import find_datasets, mer3_folds
 
 PROTOCOL_DATASET = {"casme2-loso": "casme2", "samm-loso": "samm"}
 
@@ -46,6 +49,7 @@ class MicroAuTask(Task):
     protocols: ClassVar[dict[str, str]] = {
         "casme2-loso": "CASME II, one fold per subject; AUs " + ", ".join(au_keys("casme2-loso")),
         "samm-loso": "SAMM, one fold per subject; AUs " + ", ".join(au_keys("samm-loso")),
+        "mer3": "3-class MER (negative/positive/surprise) on CASME II + SAMM present, LOSO; UF1, UAR",
     }
     default_protocol: ClassVar[str] = "casme2-loso"
     default_solver: ClassVar[str] = "flow-svm"
@@ -56,16 +60,21 @@ class MicroAuTask(Task):
     scorer_version: ClassVar[str] = "1"
 
     def detect_protocol(self, data_dir: Path) -> str | None:
-        return detect_layout(data_dir)
+        found = detect_layout(data_dir)
+        if found is None and data_dir.is_dir() and find_datasets(data_dir):
+            return "mer3"  # only sub-folders hold copies: the composite protocol
+        return found
 
     def resolve_data(self, data: Path | None) -> Path:
         path = super().resolve_data(data)
-        if detect_layout(path) is None:
+        if self.detect_protocol(path) is None:
             raise DataError(f"{path}: neither a CASME II (CASME2-coding-*.xlsx) nor a SAMM "
                             "(SAMM_Micro_FACS_Codes*.xlsx) coding file here")
         return path
 
     def folds(self, data_dir: Path, protocol: str) -> list[Fold]:
+        if protocol == "mer3":
+            return mer3_folds(data_dir, {d: list(au_keys(p)) for p, d in PROTOCOL_DATASET.items()})
         if protocol not in PROTOCOL_DATASET:
             raise DataError(f"unknown micro_au protocol {protocol!r}; known: {', '.join(PROTOCOL_DATASET)}")
         keys = list(au_keys(protocol))
@@ -79,6 +88,11 @@ class MicroAuTask(Task):
 
     def score(self, sample: Sample, prediction: JSON) -> dict[str, JSON]:
         target = sample.target
+        if isinstance(target, dict) and "emotion3" in target:
+            label = prediction.get("emotion3") if isinstance(prediction, dict) else None
+            label = label if label in MER_CLASSES else "__invalid__"
+            return {"pred": label, "correct": float(label == target["emotion3"]),
+                    "invalid": float(label == "__invalid__")}
         if not isinstance(target, dict) or "aus" not in target:
             raise DataError((target or {}).get("error", "bad reference AUs") if isinstance(target, dict)
                             else "bad reference AUs")
@@ -88,6 +102,17 @@ class MicroAuTask(Task):
                 "exact": float(values == list(target["aus"].values()))}
 
     def metrics(self, protocol: str) -> list[Metric]:
+        if protocol == "mer3":
+            def mer_codes(records: Sequence[Record]) -> hm.Coded:
+                return hm.Coded(hm.encode([r.target["emotion3"] for r in records], MER_CLASSES),
+                                hm.encode([r.scores["pred"] for r in records], MER_CLASSES), MER_CLASSES)
+
+            return [
+                Metric("uf1", classification=hm.Classification(mer_codes, stat="f1", average="macro"), scale=100.0),
+                Metric("uar", classification=hm.Classification(mer_codes, stat="recall", average="macro"),
+                       scale=100.0),
+                Metric("invalid_rate", mean_of="invalid", higher_is_better=False, scale=100.0),
+            ]
         keys = au_keys(protocol)
 
         def codes(records: Sequence[Record]) -> hm.Coded:
@@ -104,10 +129,16 @@ class MicroAuTask(Task):
         ]
 
     def report(self, records: Sequence[Record], protocol: str, out_dir: Path) -> dict[str, Any]:
-        keys = au_keys(protocol)
         ok = [r for r in records if r.ok]
         if not ok:
             return {}
+        if protocol == "mer3":
+            true, pred = [r.target["emotion3"] for r in ok], [r.scores["pred"] for r in ok]
+            matrix, _ = hm.confusion(true, pred, MER_CLASSES)
+            return {"classes": list(MER_CLASSES), "confusion": matrix.tolist(),
+                    "per_class": hm.per_class(true, pred, MER_CLASSES),
+                    "n_clips": {d: sum(r.groups.get("dataset") == d for r in ok) for d in ("casme2", "samm")}}
+        keys = au_keys(protocol)
         true = np.array([[r.target["aus"][k] for k in keys] for r in ok])
         pred = np.array([r.scores["pred"] for r in ok])
         per_au = {}

@@ -1,11 +1,13 @@
 """Solvers of `micro_au`: each predicts {"AU<n>": 0/1} over the dataset's AU set.
 
-- `majority`: per AU, the more frequent value in the train fold (usually 0: F1 0, the floor).
+- `majority`: per AU, the more frequent value in the train fold (usually 0: F1 0, the floor); for `mer3`
+  the most frequent class.
 - `all-positive`: every AU present; its F1 per AU is 2p/(1+p) for prevalence p (the reference line).
 - `flow-svm`: Farneback flow onset->apex, mean magnitude/dx/dy over a grid of ROIs, one linear SVM per AU.
 - `lbptop-svm`: LBP-TOP of `n_frames` frames sampled uniformly from onset to apex, one linear SVM per AU.
 - `clip`: open_clip features of the onset and apex frames ([apex, apex - onset]), one logistic head per AU.
-An AU with a single value in the train fold is predicted as that value. Features are computed once per
+An AU with a single value in the train fold is predicted as that value. For `mer3` the feature solvers fit
+one multi-class head over negative / positive / surprise and predict {"emotion3": class}. Features are computed once per
 clip and run (a LOSO run refits on every fold; the cache is keyed by the feature settings and the files).
 """
 
@@ -33,7 +35,12 @@ def _au_keys(sample: Sample) -> list[str]:
 
 
 def _labelled(train: Sequence[Sample]) -> list[Sample]:
-    return [s for s in train if isinstance(s.target, dict) and "aus" in s.target]
+    return [s for s in train if isinstance(s.target, dict) and ("aus" in s.target or "emotion3" in s.target)]
+
+
+def _is_mer(samples: Sequence[Sample]) -> bool:
+    """Whether the samples are 3-class emotion clips (protocol mer3) rather than AU clips."""
+    return bool(samples) and "emotion3" in samples[0].target
 
 
 def read_frame(path: str) -> np.ndarray:
@@ -67,6 +74,12 @@ class MajoritySolver(Solver):
         labelled = _labelled(train)
         if not labelled:
             raise HarnessError("majority needs labelled train clips")
+        if _is_mer(labelled):
+            from collections import Counter
+
+            counts = Counter(s.target["emotion3"] for s in labelled)
+            self.values = {"emotion3": max(sorted(counts), key=lambda c: counts[c])}
+            return
         keys = list(labelled[0].target["aus"])
         self.values = {k: int(2 * sum(s.target["aus"][k] for s in labelled) > len(labelled)) for k in keys}
 
@@ -83,6 +96,8 @@ class AllPositiveSolver(Solver):
     Options = NoOptions
 
     async def solve(self, sample: Sample) -> JSON:
+        if _is_mer([sample]):
+            raise HarnessError("all-positive is the AU-detection reference; it has no meaning for mer3")
         return {k: 1 for k in _au_keys(sample)}
 
 
@@ -139,8 +154,12 @@ class _FeatureSolver(Solver):
         if not ok:
             raise HarnessError(f"{self.name}: no train clip could be read")
         x = np.stack([f for _, f in ok])
-        self.keys = list(ok[0][0].target["aus"])
         self.heads = {}
+        if _is_mer(labelled):  # one multi-class head over negative / positive / surprise
+            y = np.array([s.target["emotion3"] for s, _ in ok])
+            self.heads["emotion3"] = str(y[0]) if len(set(y.tolist())) < 2 else self.make_head().fit(x, y)
+            return
+        self.keys = list(ok[0][0].target["aus"])
         for key in self.keys:
             y = np.array([s.target["aus"][key] for s, _ in ok])
             self.heads[key] = int(y[0]) if len(set(y.tolist())) < 2 else self.make_head().fit(x, y)
@@ -153,6 +172,10 @@ class _FeatureSolver(Solver):
         for f in feats:
             if isinstance(f, Exception):
                 out.append(f)
+                continue
+            if "emotion3" in self.heads:
+                h = self.heads["emotion3"]
+                out.append({"emotion3": h if isinstance(h, str) else str(h.predict(f[None])[0])})
                 continue
             out.append({k: (h if isinstance(h, int) else int(h.predict(f[None])[0])) for k, h in self.heads.items()})
         return out

@@ -22,6 +22,8 @@ CASME2_HEADER = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "Offset
 SAMM_HEADER = ["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration",
                "Type", "Action Units", "Notes", "Estimated Emotion", "Objective Classes"]
 SIZE = 96
+EMOTIONS = {"casme2": ("happiness", "disgust", "surprise", "others"),
+            "samm": ("Happiness", "Anger", "Surprise", "Other")}
 
 
 def _face(rng: np.random.Generator) -> np.ndarray:
@@ -89,11 +91,12 @@ def write_dataset(root: str | Path, dataset: str = "casme2", n_subjects: int = 3
             if n_missing < missing_apex:
                 apex_cell, n_missing = "/", n_missing + 1  # official-file style missing apex: midpoint rule
             au_text = _au_string(aus + extra, rng)
+            emotion = EMOTIONS[dataset][c % 4]  # tied to the clip's forced AU, so it can be learnt
             if dataset == "samm":
                 ws.append([subject, clip, "I", onset, apex_cell, offset, offset - onset + 1, "Micro - 1/2", au_text,
-                           None, "Other", "7"])
+                           None, emotion, "7"])
             else:
-                ws.append([s, clip, None, onset, apex_cell, offset, None, au_text, "others"])
+                ws.append([s, clip, None, onset, apex_cell, offset, None, au_text, emotion])
     name = "CASME2-coding-20140508.xlsx" if dataset == "casme2" else "SAMM_Micro_FACS_Codes_v2.xlsx"
     root.mkdir(parents=True, exist_ok=True)
     wb.save(root / name)
