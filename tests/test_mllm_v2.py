@@ -65,7 +65,8 @@ def test_motor_mas_calls_are_all_in_transcripts_and_counted_by_role(motor_dir: P
                            srv.base_url, "--data", str(motor_dir), "-S", "frames=2"], tmp_path)
         n_requests = srv.stats()["completed"]
     calls = transcripts(run_dir)
-    assert len(calls) == n_requests == 6 * 4  # three heads and the coordinator per clip, no revision
+    assert len(calls) == 6 * 4  # three heads and the coordinator per clip, no revision
+    assert n_requests == len(calls) - sum(c["cached"] for c in calls)  # identical requests may hit the cache
     for s in m["samples"]:
         mine = [c for c in calls if c["sample"] == s["sample_id"]]
         assert [c["role"] for c in mine] == [e["node"] for e in s["info"]["trace"]]
