@@ -6,7 +6,13 @@ edit instruction, or when it is visibly degraded. Two yes/no questions per edit,
 temperature 0, majority over >= 2 judges. Ties resolve to the answer that does NOT count as a failure
 (`follows_instruction` -> "yes", `degraded` -> "no"): a split panel never inflates the ISR.
 
-Judges are shown two images, in this order: the image before editing, then the edited output.
+Judges are shown two images, in this order: the image before editing, then the edited output. In a task's
+`ascore`:
+
+    panel = judge_panel(sctx)                      # harness.grading: the --judge MODEL@URL roles, once per run
+    grading = await panel.grade(ISR_RUBRIC, images=(Part("image", path=source), Part("image", path=edited)),
+                                prompt=instruction)
+    return {**isr_outcome(grading), "grading": grading.to_dict()}   # rubric_agreement(...) in the report
 """
 
 from __future__ import annotations
