@@ -252,7 +252,8 @@ class ClipPadSolver(_FrameSolver):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._clip: Any = None
-        self._lock = threading.Lock()
+        self._text: np.ndarray | None = None
+        self._lock = threading.RLock()  # the prompt cache takes it around `self.clip`, which takes it too
         self.sums: dict[int, np.ndarray] = {}
         self.counts = {0: 0, 1: 0}
 
@@ -302,8 +303,10 @@ class ClipPadSolver(_FrameSolver):
 
     def frame_scores(self, x: np.ndarray) -> np.ndarray:
         if self.opts.head == "zeroshot":
-            text = self.clip.encode_texts([*LIVE_PROMPTS, *SPOOF_PROMPTS])
-            sims = x @ text.T
+            with self._lock:
+                if self._text is None:  # the prompts' features, once per solver
+                    self._text = self.clip.encode_texts([*LIVE_PROMPTS, *SPOOF_PROMPTS])
+            sims = x @ self._text.T
             live, spoof = sims[:, :len(LIVE_PROMPTS)].mean(axis=1), sims[:, len(LIVE_PROMPTS):].mean(axis=1)
             return self.clip.logit_scale * (live - spoof)
         if not (self.counts[0] and self.counts[1]):
