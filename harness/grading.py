@@ -242,15 +242,16 @@ class GradingPanel:
             await seat.backend.aclose()
 
 
-def judge_panel(sctx: Any, *, quorum: int | None = None) -> GradingPanel:
+def judge_panel(sctx: Any, *, quorum: int | None = None, min_judges: int = 2) -> GradingPanel:
     """The run's judge panel (roles judge, judge2, … from `--judge MODEL@URL`), built once per run and
-    shared by every sample's scoring: `panel = judge_panel(sctx)` in a task's `ascore`."""
+    shared by every sample's scoring: `panel = judge_panel(sctx)` in a task's `ascore`. Fewer than
+    `min_judges` judges is an error (a majority of one is one model's opinion)."""
     from harness.roles import judge_roles
 
     specs = judge_roles(sctx.roles)
-    if not specs:
-        raise HarnessError("this task is scored by MLLM judges: give at least two, each on its own endpoint "
-                           "(--judge MODEL@http://HOST:PORT/v1, repeatable)")
+    if len(specs) < min_judges:
+        raise HarnessError(f"this task is scored by a panel of MLLM judges: give at least {min_judges}, each on "
+                           f"its own endpoint (--judge MODEL@http://HOST:PORT/v1, repeatable); got {len(specs)}")
     return sctx.resource("harness.grading.panel", lambda: GradingPanel.from_roles(specs, sctx.run, quorum=quorum))
 
 
