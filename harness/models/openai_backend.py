@@ -63,8 +63,6 @@ class OpenAIBackend(ModelBackend):
             body["seed"] = request.seed
         if request.top_p is not None:
             body["top_p"] = request.top_p
-        if request.top_p is not None:
-            body["top_p"] = request.top_p
         schema = request.json_schema
         if schema is not None:
             name = str(schema.get("title") or "answer")
