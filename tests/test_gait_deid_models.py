@@ -192,7 +192,7 @@ def test_part_distance_is_openGaits_part_averaged_euclidean():
 def test_quality_scores_against_scikit_image_and_by_hand():
     from skimage.metrics import structural_similarity
 
-    from tasks.gait_deid.scoring import iou_consecutive, paired_ssim, quality
+    from tasks.gait_deid.scoring import iou_consecutive, paired_psnr, paired_ssim, quality
 
     rng = np.random.default_rng(2)
     orig = (rng.random((4, 64, 64)) > 0.5).astype(np.uint8) * 255
@@ -206,7 +206,12 @@ def test_quality_scores_against_scikit_image_and_by_hand():
     assert iou_consecutive(a) == pytest.approx((1 / 3 + 1) / 2)
     assert np.isnan(iou_consecutive(a[:1]))
     q = quality(orig, prot, {"frame_index": [2, 0]})
-    assert q["ssim"] == pytest.approx(1.0) and q["n_frames_protected"] == 2
+    assert q["ssim"] == pytest.approx(1.0) and q["n_frames_protected"] == 2 and q["psnr"] == 100.0
+    from skimage.metrics import peak_signal_noise_ratio
+
+    noisy = orig.copy()
+    noisy[:, :8] = 255 - noisy[:, :8]
+    assert paired_psnr(orig, noisy) == pytest.approx(peak_signal_noise_ratio(orig, noisy, data_range=255))
 
 
 def test_batched_protection_plugin(tmp_path):
@@ -277,3 +282,21 @@ def test_scoliosis1k_utility_matches_sklearn_on_protected_sequences(tmp_path):
         if solver == "target-swap":  # every probe is another test subject's recording
             assert all(x["prediction"]["target_subject"] != x["groups"]["subject"] for x in lines)
             assert got["ssim"]["value"] < 1.0
+
+
+def test_a_corrupt_frame_is_that_sequences_error_and_the_rest_is_scored(tmp_path):
+    cli = pytest.importorskip("harness.cli")
+    write_casia_b(tmp_path / "casia", [1, 2, 75, 76], views=("054", "090"), n_frames=4)
+    bad = sorted((tmp_path / "casia" / "076" / "bg-01" / "090").glob("*.png"))[1]
+    bad.write_bytes(b"not a png")
+    rc = cli.main(["run", "--task", "gait_deid", "--solver", "blur", "--data", str(tmp_path / "casia"),
+                   "--out", str(tmp_path / "runs"), "--db", f"sqlite:///{tmp_path / 'lb.db'}", "--no-progress",
+                   "--bootstrap", "10"])
+    assert rc in (0, None)
+    (run_dir,) = (tmp_path / "runs").glob("gait_deid-blur-*")
+    m = json.loads((run_dir / "metrics.json").read_text())
+    lines = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+    errors = [x for x in lines if x.get("error")]
+    assert m["n_samples"] == 2 * 10 * 2 and len(errors) == 1
+    assert errors[0]["sample_id"] == "076/bg-01/090" and "076/bg-01/090" in errors[0]["error"]
+    assert np.isfinite(m["metrics"]["rank1_nm"]["value"]) and np.isfinite(m["metrics"]["rank1_bg"]["value"])

@@ -61,7 +61,7 @@ class GaitDeidTask(Task):
     cluster_key: ClassVar[str | None] = "subject"
     roles: ClassVar[dict[str, str]] = {"recognizer": "gei"}
     version: ClassVar[str] = "1"
-    scorer_version: ClassVar[str] = "2"  # OpenGait's per-cell rounding; SSIM paired by source frame
+    scorer_version: ClassVar[str] = "3"  # 2: OpenGait's per-cell rounding, SSIM by source frame; 3: psnr
 
     def detect_protocol(self, data_dir: Path) -> str | None:
         for protocol, finder in (("casia-b", find_root), ("scoliosis1k", scoliosis.find_root)):
@@ -166,7 +166,7 @@ class GaitDeidTask(Task):
 
     # -- metrics ------------------------------------------------------------------------------------
     def metrics(self, protocol: str) -> list[Metric]:
-        quality_metrics = [Metric("ssim", mean_of="ssim"),
+        quality_metrics = [Metric("ssim", mean_of="ssim"), Metric("psnr", mean_of="psnr"),
                            Metric("temporal_consistency", mean_of="temporal_consistency")]
         if protocol == "scoliosis1k":
             return [Metric("scoliosis_accuracy", classification=Classification(_screen_codes, "accuracy"), scale=100.0),

@@ -21,6 +21,8 @@ Quality of a protected probe (frames of the original and the protection, both pr
   was made from (`frame_index` of the prediction when the protection drops or reorders frames, else the
   frame at the same position; frames past the original's length are left out). A pure reordering keeps
   SSIM at 1: its damage is temporal.
+- `psnr`: 10 log10(255^2 / MSE) with the MSE pooled over the same frame pairs (scikit-image's value on the
+  stacked pairs); identical frames (MSE 0) give the cap of 100 dB so that means stay finite.
 - `temporal_consistency`: mean IoU of the silhouettes of consecutive protected frames (1 = static;
   a natural walk is below 1, `temporal_consistency_original` is the same on the original sequence).
 """
@@ -147,16 +149,33 @@ def iou_consecutive(seq: np.ndarray) -> float:
     return float(np.mean(np.where(union > 0, inter / np.maximum(union, 1), 1.0)))
 
 
+PSNR_CAP = 100.0
+
+
+def frame_pairs(n_original: int, n_protected: int, frame_index: Sequence[int] | None) -> list[tuple[int, int]]:
+    """(original frame, protected frame) pairs: by `frame_index` when given, else by position."""
+    if frame_index is not None:
+        if len(frame_index) != n_protected:
+            raise DataError(f"frame_index has {len(frame_index)} entries for {n_protected} protected frames")
+        return [(int(j), i) for i, j in enumerate(frame_index) if 0 <= int(j) < n_original]
+    return [(i, i) for i in range(min(n_original, n_protected))]
+
+
+def paired_psnr(original: np.ndarray, protected: np.ndarray, frame_index: Sequence[int] | None = None) -> float:
+    pairs = frame_pairs(len(original), len(protected), frame_index)
+    if not pairs:
+        return math.nan
+    a = np.stack([original[j] for j, _ in pairs]).astype(np.float64)
+    b = np.stack([protected[i] for _, i in pairs]).astype(np.float64)
+    mse = float(np.mean((a - b) ** 2))
+    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10 * math.log10(255.0 ** 2 / mse))
+
+
 def paired_ssim(original: np.ndarray, protected: np.ndarray, frame_index: Sequence[int] | None = None) -> float:
     """Mean SSIM of each protected frame to its source frame (see the module docstring)."""
     from skimage.metrics import structural_similarity
 
-    if frame_index is not None:
-        if len(frame_index) != len(protected):
-            raise DataError(f"frame_index has {len(frame_index)} entries for {len(protected)} protected frames")
-        pairs = [(int(j), i) for i, j in enumerate(frame_index) if 0 <= int(j) < len(original)]
-    else:
-        pairs = [(i, i) for i in range(min(len(original), len(protected)))]
+    pairs = frame_pairs(len(original), len(protected), frame_index)
     if not pairs:
         return math.nan
     return float(np.mean([structural_similarity(original[j], protected[i], data_range=255) for j, i in pairs]))
@@ -167,6 +186,7 @@ def quality(original: np.ndarray, protected: np.ndarray, prediction: dict[str, A
         raise DataError(f"protected sequence has shape {protected.shape}; expected [n, "
                         f"{original.shape[1]}, {original.shape[2]}] like the original")
     return {"ssim": paired_ssim(original, protected, prediction.get("frame_index")),
+            "psnr": paired_psnr(original, protected, prediction.get("frame_index")),
             "temporal_consistency": iou_consecutive(protected),
             "temporal_consistency_original": iou_consecutive(original),
             "n_frames_original": int(len(original)), "n_frames_protected": int(len(protected))}
