@@ -75,6 +75,12 @@ def opengait_tree(tmp_path_factory):
 
     torch.save({"model": net.state_dict(), "iteration": 1,
                 "scheduler": {"milestones": Counter({10: 1})}}, ckpt)  # OpenGait saves MultiStepLR state
+    # a 3-channel copy stands in for ScoNet: its embeddings are [n, 3 classes, parts] logits
+    cfg3 = cfg.with_name("tiny_sconet.yaml")
+    cfg3.write_text(cfg.read_text().replace("channels: 8", "channels: 3"))
+    net3 = mod.TinyGait()
+    net3.build_network({"channels": 3, "parts": 4})
+    torch.save({"model": net3.state_dict()}, ckpt.with_name("TinyScoNet.pt"))
     return cfg, ckpt
 
 
@@ -300,3 +306,31 @@ def test_a_corrupt_frame_is_that_sequences_error_and_the_rest_is_scored(tmp_path
     assert m["n_samples"] == 2 * 10 * 2 and len(errors) == 1
     assert errors[0]["sample_id"] == "076/bg-01/090" and "076/bg-01/090" in errors[0]["error"]
     assert np.isfinite(m["metrics"]["rank1_nm"]["value"]) and np.isfinite(m["metrics"]["rank1_bg"]["value"])
+
+
+def test_scoliosis1k_with_an_opengait_screener(opengait_tree, tmp_path):
+    from tasks.gait_deid.loaders import load_sequence
+    from tasks.gait_deid.synthetic import write_scoliosis1k
+    from vision_models.gait.opengait import OpenGaitRecognizer
+
+    cli = pytest.importorskip("harness.cli")
+    cfg = opengait_tree[0].with_name("tiny_sconet.yaml")
+    ckpt = opengait_tree[1].with_name("TinyScoNet.pt")
+    write_scoliosis1k(tmp_path / "scol", n_subjects=9, views=("090",), n_frames=4)
+    rc = cli.main(["run", "--task", "gait_deid", "--solver", "none", "--data", str(tmp_path / "scol"),
+                   "--out", str(tmp_path / "runs"), "--db", f"sqlite:///{tmp_path / 'lb.db'}", "--no-progress",
+                   "--bootstrap", "10", "--role", f"screener=opengait:{cfg}:{ckpt}"])
+    assert rc in (0, None)
+    (run_dir,) = (tmp_path / "runs").glob("gait_deid-none-*")
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["n_errors"] == 0 and "TinyGait" in m["report"]["screener_fit"]
+    lines = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+    # independently: OpenGait's evaluate_scoliosis reads argmax over classes of the logits' mean over parts
+    net = OpenGaitRecognizer(cfg, ckpt, device="cpu")
+    classes = ["negative", "neutral", "positive"]
+    for x in lines:
+        logits = net.embed([load_sequence(x["target"]["source"], "pkl")]).reshape(3, 4)
+        assert x["scores"]["screen"] == classes[int(np.argmax(logits.mean(-1)))]
+    true = [x["target"]["label"] for x in lines]
+    acc = np.mean([t == x["scores"]["screen"] for t, x in zip(true, lines, strict=True)])
+    assert m["metrics"]["scoliosis_accuracy"]["value"] == pytest.approx(acc)

@@ -59,7 +59,7 @@ class GaitDeidTask(Task):
     default_solver: ClassVar[str] = "none"
     data_folder: ClassVar[str] = "CASIA-B"
     cluster_key: ClassVar[str | None] = "subject"
-    roles: ClassVar[dict[str, str]] = {"recognizer": "gei"}
+    roles: ClassVar[dict[str, str]] = {"recognizer": "gei", "screener": "gei"}  # screener: scoliosis1k only
     version: ClassVar[str] = "1"
     scorer_version: ClassVar[str] = "3"  # 2: OpenGait's per-cell rounding, SSIM by source frame; 3: psnr
 
@@ -134,10 +134,15 @@ class GaitDeidTask(Task):
     async def ascore(self, sample: Sample, prediction: JSON, sctx: ScoreContext) -> dict[str, JSON]:
         target = sample.target
         if target.get("dataset") == "scoliosis1k":
-            screener = await sctx.run_cpu(sctx.resource, f"scoliosis-screener:{target['root']}",
-                                          lambda: scoliosis.Screener(target["root"]))
+            spec = getattr(sctx.roles.get("screener"), "model", None) or self.roles["screener"]
+            key = f"scoliosis-screener:{spec}" + (f":{target['root']}" if spec == "gei" else "")
+            screener = await sctx.run_cpu(sctx.resource, key, lambda: scoliosis.build_screener(spec, target["root"]))
             seq, scores = await sctx.run_cpu(self._load, target, prediction, sctx)
-            return {**scores, "screen": await sctx.run_cpu(screener.predict, seq), "screener_fit": screener.fit_on}
+            if isinstance(screener, scoliosis.OpenGaitScreener):
+                label = screener.label_of(await screener.batcher.submit(seq))
+            else:
+                label = await sctx.run_cpu(screener.predict, seq)
+            return {**scores, "screen": label, "screener_fit": screener.fit_on}
         role = sctx.roles.get("recognizer")
         spec = getattr(role, "model", None) or self.roles["recognizer"]
         key = f"gait-recognizer:{spec}" + (f":{target['root']}" if spec == "gei" else "")

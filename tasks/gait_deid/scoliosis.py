@@ -7,8 +7,10 @@ Positive / Neutral / Negative, matched case-insensitively) with OpenGait's parti
 `Scoliosis1K_<n>.json` = {"TRAIN_SET": [ids], "TEST_SET": [ids]} in the root or its parent
 (`Scoliosis1K_1116.json` preferred when several are there). The TEST_SET sequences are the probes the solver
 protects (targets drawn among the test ids by the same seeded rule); the screener is fitted on the
-unprotected TRAIN_SET sequences: GEI + PCA + LDA predicting the three classes (the CPU stand-in for ScoNet;
-ScoNet itself is not wrapped yet).
+unprotected TRAIN_SET sequences: GEI + PCA + LDA predicting the three classes (`--role screener=gei`, the
+CPU stand-in for ScoNet), or the user's ScoNet (`--role screener=opengait:CONFIG:CKPT`): its
+`inference_feat["embeddings"]` are [n, 3, parts] logits and the class is the argmax of their mean over parts
+in the order negative, neutral, positive, as OpenGait's `evaluate_scoliosis` reads them.
 Metrics: three-class accuracy and macro precision / recall / F1 (`harness.metrics`, fixed label set
 negative, neutral, positive; resampled by subject), plus the protection's SSIM and temporal consistency.
 """
@@ -111,3 +113,29 @@ class Screener:
         from vision_models.gait import cut_to_44, gei
 
         return str(self.model.predict(gei(cut_to_44(seq)))[0])
+
+
+class OpenGaitScreener:
+    """The user's ScoNet (or any OpenGait model with 3-class logits); `batcher.submit(seq)` -> logits."""
+
+    def __init__(self, spec: str) -> None:
+        from tasks.gait_deid.scoring import OpenGaitRole
+
+        self.role = OpenGaitRole(spec)
+        self.batcher = self.role.batcher
+        self.fit_on = self.role.fit_on.replace("OpenGait", "OpenGait screener", 1)
+
+    def label_of(self, logits: np.ndarray) -> str:
+        parts = self.role.parts
+        flat = np.asarray(logits, np.float64).ravel()
+        if flat.size != len(CLASSES) * parts:
+            raise DataError(f"screener output has {flat.size} values; expected {len(CLASSES)} classes x {parts} parts")
+        return CLASSES[int(np.argmax(flat.reshape(len(CLASSES), parts).mean(-1)))]
+
+
+def build_screener(spec: str, root: str) -> Screener | OpenGaitScreener:
+    if spec == "gei":
+        return Screener(root)
+    if spec.startswith("opengait:"):
+        return OpenGaitScreener(spec)
+    raise DataError(f"unknown scoliosis screener {spec!r}: use gei or opengait:CONFIG.yaml:CHECKPOINT.pt")
