@@ -177,4 +177,9 @@ def test_clip_solver_scores_videos_incrementally_on_a_tiny_model(tmp_path, head)
         assert all(isinstance(o, dict) and math.isfinite(o["score"]) and len(o["frame_scores"]) == 4 for o in outs)
     if head == "ncm":
         assert solver.counts[0] > 0 and solver.counts[1] > 0  # means accumulated over both steps
+    test = task.folds(tmp_path, "il")[-1].test
+    __import__("os").remove(test[1].inputs["video"])
+    outs = asyncio.run(solver.solve_batch(test))  # one batched forward pass; the missing video errors alone
+    assert isinstance(outs[1], DataError) and test[1].inputs["video"] in str(outs[1])
+    assert all(isinstance(o, dict) for i, o in enumerate(outs) if i != 1)
     assert solver.identity()["prompts"] is not None

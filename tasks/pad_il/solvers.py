@@ -276,21 +276,57 @@ class ClipPadSolver(_FrameSolver):
                 self._clip = ClipModel.shared(self.opts.model, self.opts.pretrained, self.opts.device)
             return self._clip
 
-    def feats(self, sample: Sample) -> np.ndarray:
-        from harness.media import sample_frames
-
+    def _key(self, sample: Sample) -> tuple:
         path = Path(sample.inputs["video"])
         st = path.stat() if path.exists() else None
-        key = ("clip", str(path), st.st_size if st else 0, st.st_mtime_ns if st else 0, self.opts.n_frames,
-               str(self.model_identity()))
+        return ("clip", str(path), st.st_size if st else 0, st.st_mtime_ns if st else 0, self.opts.n_frames,
+                str(self.model_identity()))
+
+    def prefetch(self, samples: Sequence[Sample]) -> None:
+        """Decode the uncached videos and run all their frames through the model in one batched call."""
+        from harness.media import sample_frames
+
+        todo, frames = [], []
+        for s in samples:
+            key = self._key(s)
+            with _LOCK:
+                if key in _CACHE:
+                    continue
+            try:
+                frames.append([np.asarray(f.convert("RGB")) for f in sample_frames(Path(s.inputs["video"]),
+                                                                                   self.opts.n_frames)])
+                todo.append(key)
+            except Exception:  # left to `feats`, which raises it as that sample's error
+                continue
+        if not todo:
+            return
+        flat = self.clip.encode_images([f for fs in frames for f in fs], batch_size=64)
+        bounds = np.cumsum([0, *(len(fs) for fs in frames)])
+        with _LOCK:
+            for key, a, b in zip(todo, bounds[:-1], bounds[1:], strict=True):
+                _CACHE[key] = flat[a:b]
+
+    def feats(self, sample: Sample) -> np.ndarray:
+        key = self._key(sample)
         with _LOCK:
             if key in _CACHE:
                 return _CACHE[key]
-        frames = sample_frames(path, self.opts.n_frames)
-        feats = self.clip.encode_images([np.asarray(f.convert("RGB")) for f in frames])
+        self.prefetch([sample])
         with _LOCK:
-            _CACHE[key] = feats
-        return feats
+            if key in _CACHE:
+                return _CACHE[key]
+        from harness.media import sample_frames
+
+        sample_frames(Path(sample.inputs["video"]), self.opts.n_frames)  # raises the decoding error
+        raise HarnessError(f"{sample.inputs['video']}: no features")
+
+    def train_matrix(self, train: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
+        self.prefetch(train)
+        return super().train_matrix(train)
+
+    def _solve_sync(self, samples: Sequence[Sample]) -> list[Any]:
+        self.prefetch(samples)
+        return super()._solve_sync(samples)
 
     def fit(self, train: Sequence[Sample]) -> None:
         if self.opts.head != "ncm":
