@@ -72,6 +72,12 @@ def _pad_il(root: Path) -> Path:
     return write_all(root)
 
 
+def _gait_scoliosis(root: Path) -> Path:
+    from tasks.gait_deid.synthetic import write_scoliosis1k
+
+    return write_scoliosis1k(root, n_subjects=6, views=("090",), n_frames=3)
+
+
 def _shared_copy(name: str) -> Callable[[Path], Path]:
     """Label files copied from ../shared/data/<name>, everything else linked."""
 
@@ -102,6 +108,7 @@ FIXTURES: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "micro_au-samm": ("micro_au", _micro_au("samm")),
     "rppg-roi": ("rppg", _shared_copy("rppg_bias_eval_roi")),
     "pad_il": ("pad_il", _pad_il),
+    "gait_deid-scoliosis1k": ("gait_deid", _gait_scoliosis),
     "fdeid-lfw": ("fdeid", _shared_copy("lfw_pairs_protocol")),
     "fdeid-pairs-csv": ("fdeid", _shared_copy("deepface_verification_pairs")),
 }
