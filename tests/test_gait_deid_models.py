@@ -334,3 +334,21 @@ def test_scoliosis1k_with_an_opengait_screener(opengait_tree, tmp_path):
     true = [x["target"]["label"] for x in lines]
     acc = np.mean([t == x["scores"]["screen"] for t, x in zip(true, lines, strict=True)])
     assert m["metrics"]["scoliosis_accuracy"]["value"] == pytest.approx(acc)
+
+
+def test_opengait_evaluator_transform_and_frame_limit_follow_the_config(opengait_tree, tmp_path):
+    from vision_models.gait import cut_to_44
+    from vision_models.gait.opengait import OpenGaitRecognizer
+
+    cfg, ckpt = opengait_tree
+    seq = _seqs(1)[0]
+    default = OpenGaitRecognizer(cfg, ckpt, device="cpu")
+    np.testing.assert_array_equal(default.transform(seq), cut_to_44(seq))  # the cutting default: 64x44
+    other = cfg.with_name("tiny_nocut.yaml")
+    other.write_text(cfg.read_text().replace("  restore_ckpt_strict: true", "  restore_ckpt_strict: true\n"
+                                             "  transform:\n    - type: BaseSilTransform\n"
+                                             "  sampler:\n    frames_all_limit: 3"))
+    nocut = OpenGaitRecognizer(other, ckpt, device="cpu")
+    assert nocut.transform(seq).shape == (len(seq), 64, 64) and nocut.frames_limit == 3
+    np.testing.assert_allclose(nocut.embed([seq]), nocut.embed([seq[:3]]))
+    assert not np.allclose(nocut.embed([seq]), default.embed([seq]))

@@ -9,11 +9,13 @@ config's `model_cfg` through the model's own `build_network` (the parts of `Base
 set up loaders, distributed ranks and devices are skipped), and the checkpoint's `model` state dict is
 loaded (`evaluator_cfg.restore_ckpt_strict`, default strict).
 
-Inference follows OpenGait's test path: silhouettes cut to 64x44 and scaled to [0, 1]
-(`BaseSilCuttingTransform`), several sequences packed along time in one [1, sum(len), 64, 44] tensor
-with `seqL = [[len_1, ..., len_b]]` (what OpenGait's `CollateFn` does for the "all" sampler, so set
-pooling sees each sequence's real frames: no padding frames), and `inference_feat["embeddings"]`
-([b, c, p]) returned. Distances between them are OpenGait's part-averaged Euclidean
+Inference follows OpenGait's test path: the config's evaluator transform (`BaseSilCuttingTransform`,
+the default: cut 10 columns per 64 of width on each side, 64x64 -> 64x44, divide by 255; or
+`BaseSilTransform`: divide only), at most `evaluator_cfg.sampler.frames_all_limit` frames per sequence
+(the first ones, as the "all_ordered" sampler keeps them), several sequences packed along time in one
+[1, sum(len), 64, 44] tensor with `seqL = [[len_1, ..., len_b]]` (what OpenGait's `CollateFn` does for
+the "all" sampler, so set pooling sees each sequence's real frames: no padding frames), and
+`inference_feat["embeddings"]` ([b, c, p]) returned. Distances between them are OpenGait's part-averaged Euclidean
 (`tasks.gait_deid.evaluation.part_distance` with `parts = p`).
 """
 
@@ -27,8 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from vision_models.gait import cut_to_44
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,11 @@ class OpenGaitRecognizer:
             sys.path.insert(0, str(root))
         import importlib
 
-        models = importlib.import_module("modeling.models")
+        try:
+            models = importlib.import_module("modeling.models")
+        except ImportError as exc:
+            raise ImportError(f"the OpenGait checkout at {root} does not import ({exc}); install its requirements "
+                              "(pip install -r OpenGait/requirements.txt)") from exc
         cls = getattr(models, self.model_name, None)
         if cls is None:
             raise ValueError(f"{root}/modeling/models has no model {self.model_name!r} (from {self.config})")
@@ -116,6 +120,9 @@ class OpenGaitRecognizer:
         model.load_state_dict(state, strict=strict)
         self.model = model.to(self.device).eval()
         self.float16 = bool(model.engine_cfg.get("enable_float16", False)) and self.device.type == "cuda"
+        self.transform = _silhouette_transform(model.engine_cfg.get("transform"), self.config)
+        limit = (model.engine_cfg.get("sampler") or {}).get("frames_all_limit", -1)
+        self.frames_limit = int(limit) if limit is not None and int(limit) > 0 else None
         self.parts: int | None = None
 
     def embed(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
@@ -124,7 +131,7 @@ class OpenGaitRecognizer:
 
         if not sequences:
             return np.zeros((0, 0), np.float32)
-        cut = [cut_to_44(s) for s in sequences]
+        cut = [self.transform(np.asarray(s)[: self.frames_limit]) for s in sequences]
         if any(len(c) == 0 for c in cut):
             raise ValueError("an empty silhouette sequence cannot be embedded")
         packed = torch.from_numpy(np.concatenate(cut)[None]).to(self.device)
@@ -139,3 +146,25 @@ class OpenGaitRecognizer:
             raise ValueError(f"{self.model_name} returned {emb.shape[0]} embeddings for {len(cut)} sequences")
         self.parts = int(emb.shape[2])
         return emb.reshape(len(cut), -1).cpu().numpy().astype(np.float32)
+
+
+def _silhouette_transform(cfg: Any, config: Path) -> Any:
+    """OpenGait's evaluator silhouette transform from its config entry (None: the cutting default)."""
+    if isinstance(cfg, list):
+        if len(cfg) != 1:
+            raise ValueError(f"{config}: evaluator_cfg.transform has {len(cfg)} entries; one silhouette input expected")
+        cfg = cfg[0]
+    cfg = cfg or {"type": "BaseSilCuttingTransform"}
+    kind, divsor = cfg.get("type"), float(cfg.get("divsor", 255.0))
+    if kind == "BaseSilCuttingTransform":
+        fixed = cfg.get("cutting")
+
+        def cut(x: np.ndarray) -> np.ndarray:
+            c = int(fixed) if fixed is not None else int(x.shape[-1] // 64) * 10
+            return (x[..., c:-c] / divsor).astype(np.float32)
+
+        return cut
+    if kind == "BaseSilTransform":
+        return lambda x: (x / divsor).astype(np.float32)
+    raise ValueError(f"{config}: evaluator transform {kind!r} is not supported (BaseSilCuttingTransform, "
+                     "BaseSilTransform)")
