@@ -104,7 +104,7 @@ async def score_sample(sample_id: str, target: dict[str, Any], prediction: Any, 
     if (lp := sctx.roles.get("lpips")) is not None:
         from vision_models.faces.quality import feature_net
 
-        net = sctx.resource(f"immunization-lpips:{lp.model}", lambda: feature_net(lp.model))
+        net = await sctx.run_cpu(sctx.resource, f"immunization-lpips:{lp.model}", lambda: feature_net(lp.model))
         scores["edit_lpips"] = float((await sctx.run_cpu(net.lpips, edits[:1], edits[1:]))[0])
     if (cl := sctx.roles.get("clip")) is not None:
         model = await sctx.run_cpu(sctx.resource, f"immunization-clip:{cl.model}", lambda: load_clip(cl.model))
