@@ -123,6 +123,8 @@ class SampleSink:
 
     async def add(self, job: FoldJob, split: str, sample: Sample, output: Any, latency_s: float,
                   error: str | None) -> None:
+        if isinstance(output, BaseException):  # a batch solver's per-sample failure (a corrupt file)
+            output, error = None, error if error is not None else error_text(output)
         if isinstance(output, SolverOutput):
             prediction, info, artifacts = output.prediction, dict(output.info), dict(output.artifacts)
         else:

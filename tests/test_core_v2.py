@@ -241,3 +241,10 @@ def test_the_same_model_on_another_endpoint_is_computed_afresh(tmp_path, shared_
         other = run(cfg, settings(tmp_path, data, base_url=b.base_url))
         assert first.n_cached == 0 and again.n_cached == 10 and other.n_cached == 0
         assert a.stats()["completed"] == 10 and b.stats()["completed"] == 10
+
+
+def test_a_batch_solvers_per_sample_exception_is_that_samples_error(tmp_path, toy_data):
+    res = run(RunConfig("toy", solver="batch-some-fail", limit=10), settings(tmp_path, toy_data))
+    bad = {r.sample_id: r.error for r in res.records if not r.ok}
+    assert set(bad) == {"s3"} and bad["s3"].startswith("DataError: s3.png: unreadable")
+    assert sum(r.ok for r in res.records) == 9

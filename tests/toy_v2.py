@@ -212,3 +212,18 @@ class FitPidSolver(Solver):
         import os
 
         return {"fit_pid": self.fit_pid, "n_train": self.n_train, "solve_pid": os.getpid()}
+
+
+@register_solver("batch-some-fail", tasks=("toy",))
+class BatchSomeFailSolver(Solver):
+    """A batched solver that puts an exception in the slot of a sample it could not read (s3)."""
+
+    batch_size = 4
+
+    async def solve(self, sample):
+        return (await self.solve_batch([sample]))[0]
+
+    async def solve_batch(self, samples):
+        from harness.core import DataError
+
+        return [DataError(f"{s.id}.png: unreadable") if s.id == "s3" else s.inputs["x"] % 2 == 0 for s in samples]
