@@ -164,3 +164,6 @@ def test_protections_change_probes_as_documented(casia, tmp_path, solver, check)
         prot = np.load(tmp_path / "runs" / "artifacts" / x["prediction"]["sequence"])
         orig = load_sequence(x["target"]["source"], x["target"]["layout"])
         assert check(orig, prot)
+        if solver in ("frame-drop", "shuffle"):  # the source frame of each protected frame is recorded
+            np.testing.assert_array_equal(orig[x["prediction"]["frame_index"]], prot)
+            assert x["scores"]["ssim"] == pytest.approx(1.0)

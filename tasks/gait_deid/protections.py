@@ -205,6 +205,7 @@ class DropOptions(SeededOptions):
 class FrameDropProtection(Protection):
     """Drops round(drop * n) frames chosen by the seeded generator; at least one frame stays."""
 
+    version = "2"  # 2: records frame_index
     Options = DropOptions
 
     def protect(self, seq, sample, target, rng):
@@ -216,6 +217,8 @@ class FrameDropProtection(Protection):
 @register_solver("shuffle", tasks=TASKS, kind="transform", description="shuffle the frame order (seeded)")
 class ShuffleProtection(Protection):
     """A seeded permutation of the frames (a GEI is order-free: the recogniser's blind spot)."""
+
+    version = "2"  # 2: records frame_index
 
     def protect(self, seq, sample, target, rng):
         order = rng.permutation(len(seq))
