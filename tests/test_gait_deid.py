@@ -167,3 +167,46 @@ def test_protections_change_probes_as_documented(casia, tmp_path, solver, check)
         if solver in ("frame-drop", "shuffle"):  # the source frame of each protected frame is recorded
             np.testing.assert_array_equal(orig[x["prediction"]["frame_index"]], prot)
             assert x["scores"]["ssim"] == pytest.approx(1.0)
+
+
+def _pretreat_by_the_steps(img: np.ndarray) -> np.ndarray | None:
+    """OpenGait's pretreatment written step by step from its description (loops, float padding), as an
+    independent check of vision_models.gait.pretreat_frame."""
+    import cv2
+
+    if img.sum() <= 10000:
+        return None
+    occupied = [i for i in range(img.shape[0]) if img[i].sum() != 0]
+    img = img[occupied[0]:occupied[-1] + 1]
+    width = int(64 * img.shape[1] / img.shape[0])
+    img = cv2.resize(img, (width, 64), interpolation=cv2.INTER_CUBIC)
+    total, running, centre = img.sum(), 0, None
+    for x in range(img.shape[1]):
+        running += img[:, x].sum()
+        if running > total / 2:
+            centre = x
+            break
+    if not centre:
+        return None
+    left, right = centre - 32, centre + 32
+    if left <= 0 or right >= img.shape[1]:
+        img = np.hstack([np.zeros((64, 32)), img, np.zeros((64, 32))])
+        left, right = left + 32, right + 32
+    return img[:, left:right].astype("uint8")
+
+
+@pytest.mark.parametrize("cx, cy, ax, ay", [(160, 120, 20, 80), (8, 120, 15, 90), (310, 100, 12, 60),
+                                            (150, 200, 60, 30), (40, 60, 30, 50)])
+def test_pretreatment_matches_the_step_by_step_algorithm(cx, cy, ax, ay):
+    import cv2
+
+    img = np.zeros((240, 320), np.uint8)
+    cv2.ellipse(img, (cx, cy), (ax, ay), 15, 0, 360, 255, -1)
+    cv2.rectangle(img, (cx - 3, cy), (cx + ax // 2, min(239, cy + ay)), 255, -1)  # asymmetric: a leg
+    expected = _pretreat_by_the_steps(img)
+    got = pretreat_frame(img)
+    if expected is None:
+        assert got is None
+    else:
+        assert got is not None and got.shape == (64, 64)
+        np.testing.assert_array_equal(got, expected)
