@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "or its zero-shot MLLM solver when --model is given)")
     sp.add_argument("-S", "--solver-option", dest="solver_options", action="append", type=_option, default=[],
                     metavar="KEY=VALUE", help="solver option, repeatable (e.g. -S features=utterance+context)")
+    sp.add_argument("-P", "--protocol-option", dest="protocol_options", action="append", type=_option, default=[],
+                    metavar="KEY=VALUE", help="protocol option, repeatable (e.g. -P order=M,C,I,O for pad_il's il)")
     sp.add_argument("--model", default=None, help="model name served at --base-url (vLLM, transformers serve)")
     sp.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: OPENAI_BASE_URL)")
     sp.add_argument("--judge", action="append", default=[], metavar="MODEL[@URL]",
@@ -156,6 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     solver = args.solver or (task.mllm_solver if args.model and task.mllm_solver else task.default_solver)
     config = RunConfig(
         task=args.task, protocol=args.protocol, solver=solver, solver_options=tuple(args.solver_options),
+        protocol_options=tuple(args.protocol_options),
         model=args.model, judges=tuple(args.judge), roles=tuple(args.role), limit=args.limit, seed=args.seed,
         n_boot=args.bootstrap,
     )

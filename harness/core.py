@@ -373,6 +373,32 @@ class Task(abc.ABC):
     def folds(self, data_dir: Path, protocol: str) -> list[Fold]:
         """Load and validate the data and split it by protocol."""
 
+    # Protocol options (`-P key=value`), e.g. the order of a domain-incremental sequence. A task that
+    # takes them sets a SolverOptions-style pydantic model here and implements `folds_with`.
+    ProtocolOptions: ClassVar[type[SolverOptions] | None] = None
+
+    def folds_with(self, data_dir: Path, protocol: str, options: Any) -> list[Fold]:
+        """`folds` with validated protocol options (only called when `ProtocolOptions` is set)."""
+        return self.folds(data_dir, protocol)
+
+    def load_folds(self, data_dir: Path, protocol: str, options: Mapping[str, Any] | None = None,
+                   ) -> tuple[list[Fold], dict[str, JSON]]:
+        """The folds and the canonical protocol options (defaults filled in; {} when the task has none)."""
+        if self.ProtocolOptions is None:
+            if options:
+                raise HarnessError(f"task {self.name!r} takes no protocol options (-P): got {', '.join(options)}")
+            return self.folds(data_dir, protocol), {}
+        from pydantic import ValidationError
+
+        from harness.options import validation_message
+
+        try:
+            opts = self.ProtocolOptions.model_validate(dict(options or {}))
+        except ValidationError as exc:
+            raise HarnessError(validation_message(f"{self.name} protocol", self.ProtocolOptions, dict(options or {}),
+                                                  exc)) from None
+        return self.folds_with(data_dir, protocol, opts), opts.model_dump(mode="json")
+
     def sequential(self, protocol: str) -> bool:
         """True for domain-incremental protocols: folds are steps fitted in order on one solver state."""
         return False

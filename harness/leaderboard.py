@@ -78,6 +78,14 @@ metrics_table = Table(
 )
 
 
+def protocol_label(protocol: str, options: dict[str, Any] | None) -> str:
+    """The board's protocol name: protocol options that change the folds are part of it (never ranked
+    with the default), e.g. `il[order=I,O,M,C]`."""
+    if not options:
+        return protocol
+    return protocol + "[" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) + "]"
+
+
 def default_db_url(out_dir: Path) -> str:
     return f"sqlite:///{(out_dir / 'leaderboard.sqlite').resolve()}"
 
@@ -180,7 +188,8 @@ class Leaderboard:
             insert(runs_table).values(
                 scorer_version=_version(manifest, "scorer_version"),
                 task_version=_version(manifest, "task_version"), origin=origin, submitter=submitter,
-                run_id=manifest["run_id"], task=cfg["task"], protocol=cfg["protocol"], solver=cfg["solver"],
+                run_id=manifest["run_id"], task=cfg["task"],
+                protocol=protocol_label(cfg["protocol"], manifest.get("protocol_options")), solver=cfg["solver"],
                 model=cfg.get("model"), config_hash=manifest["config_hash"],
                 data_fingerprint=manifest["data_fingerprint"], headline=headline,
                 n_samples=manifest["n_samples"], n_errors=manifest["n_errors"], seed=manifest.get("seed"),

@@ -55,6 +55,7 @@ class RunConfig:
     protocol: str = ""
     solver: str = ""
     solver_options: tuple[tuple[str, Any], ...] = ()
+    protocol_options: tuple[tuple[str, Any], ...] = ()  # -P key=value
     model: str | None = None
     judges: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()  # --role NAME=MODEL[@BASE_URL]
@@ -65,6 +66,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["solver_options"] = dict(self.solver_options)
+        d["protocol_options"] = dict(self.protocol_options)
         return d
 
     def hash(self) -> str:
@@ -165,10 +167,12 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
     solver_name = config.solver or task.default_solver
     config = RunConfig(**{**asdict(config), "protocol": protocol, "solver": solver_name,
                           "solver_options": config.solver_options, "judges": tuple(config.judges),
-                          "roles": tuple(config.roles)})
+                          "roles": tuple(config.roles), "protocol_options": config.protocol_options})
     roles = build_roles(config.roles, config.judges, task.roles, settings.base_url)
     fingerprint = task.fingerprint(data_dir)
-    folds = task.folds(data_dir, protocol)
+    folds, protocol_options = task.load_folds(data_dir, protocol, dict(config.protocol_options))
+    # Options that change the folds are part of the protocol's identity in the cache and on the board.
+    scope_protocol = protocol + (config_hash(protocol_options, length=8) if protocol_options else "")
     artifacts = ArtifactStore(settings.out_dir / "artifacts")
     ctx = RunContext(
         model=config.model, base_url=settings.base_url, api_key=settings.api_key, judges=config.judges,
@@ -195,6 +199,7 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
         "run_id": run_id, "config": config.to_dict(), "config_hash": config.hash(),
         "solver_config": solver.identity(), "solver_hash": solver_hash, "task_version": task.version,
         "scorer_version": task.scorer_version, "roles": {n: r.identity() for n, r in roles.items()},
+        "protocol_options": protocol_options,
         "data": str(data_dir), "data_fingerprint": fingerprint, "executor": settings.executor,
         "concurrency": settings.concurrency, "packages": package_versions(), "git_commit": git_commit(),
         "seed": config.seed, "started": started, "finished": None, "status": "running",
@@ -207,7 +212,7 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
     for fold in folds:
         history.append(fold.name)
         fold_hash = solver_identity_hash(task, solver, config, tuple(history)) if sequential else solver_hash
-        scope = CacheScope(task.name, protocol, fold.name, fold_hash, fingerprint)
+        scope = CacheScope(task.name, scope_protocol, fold.name, fold_hash, fingerprint)
         if not settings.use_cache:  # --no-cache: recompute everything, then refresh the cache
             cache.clear(scope)
         items = _limited([(split, s) for split, ss in fold.solved() for s in ss], config.limit)

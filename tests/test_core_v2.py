@@ -248,3 +248,9 @@ def test_a_batch_solvers_per_sample_exception_is_that_samples_error(tmp_path, to
     bad = {r.sample_id: r.error for r in res.records if not r.ok}
     assert set(bad) == {"s3"} and bad["s3"].startswith("DataError: s3.png: unreadable")
     assert sum(r.ok for r in res.records) == 9
+
+
+def test_protocol_options_are_refused_by_a_task_that_takes_none(tmp_path, toy_data, capsys):
+    code = main(["run", "--task", "toy", "--data", str(toy_data), "--out", str(tmp_path / "runs"), "--no-progress",
+                 "-P", "order=A,B"])
+    assert code == 2 and "takes no protocol options" in capsys.readouterr().err

@@ -183,3 +183,25 @@ def test_clip_solver_scores_videos_incrementally_on_a_tiny_model(tmp_path, head)
     assert isinstance(outs[1], DataError) and test[1].inputs["video"] in str(outs[1])
     assert all(isinstance(o, dict) for i, o in enumerate(outs) if i != 1)
     assert solver.identity()["prompts"] is not None
+
+
+def test_protocol_option_sets_the_incremental_order_and_is_part_of_the_identity(tmp_path, capsys):
+    cli = pytest.importorskip("harness.cli")
+    write_casia(tmp_path / "pad" / "C")
+    write_msu(tmp_path / "pad" / "M")
+    common = ["run", "--task", "pad_il", "--protocol", "il", "--solver", "ncm", "--data", str(tmp_path / "pad"),
+              "--out", str(tmp_path / "runs"), "--db", f"sqlite:///{tmp_path / 'lb.db'}", "--no-progress",
+              "--bootstrap", "20"]
+    assert cli.main(common) == 0
+    assert cli.main([*common, "-P", "order=C,M"]) == 0
+    first, second = sorted((tmp_path / "runs").glob("pad_il-*"), key=lambda p: p.stat().st_mtime)
+    m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (first, second))
+    assert m1["report"]["hter"]["domains"] == ["M", "C"] and m2["report"]["hter"]["domains"] == ["C", "M"]
+    assert m2["n_cached"] == 0  # another order is another protocol identity
+    assert json.loads((second / "manifest.json").read_text())["protocol_options"] == {"order": "C,M"}
+    capsys.readouterr()
+    assert cli.main([*common, "-P", "order=C,X"]) == 2
+    assert "order" in capsys.readouterr().err
+    assert cli.main([*common, "-P", "steps=3"]) == 2
+    assert cli.main(["run", "--task", "pad_il", "--protocol", "cross", "--solver", "ncm", "--data",
+                     str(tmp_path / "pad"), "--out", str(tmp_path / "runs"), "--no-progress", "-P", "order=C,M"]) == 2

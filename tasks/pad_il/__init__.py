@@ -19,12 +19,29 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.core import JSON, DataError, Fold, Metric, Record, Sample, Task
+from pydantic import Field, field_validator
+
+from harness.core import JSON, DataError, Fold, Metric, Record, Sample, SolverOptions, Task
 from harness.sequential import accuracy_matrix, backward_transfer, seen_average
 from tasks.pad_il import padmetrics as pm
 from tasks.pad_il import solvers  # noqa: F401 - registers the solvers
 from tasks.pad_il.datasets import find_domains
-from tasks.pad_il.protocols import OULU_PROTOCOLS, cross_folds, il_folds, oulu_folds
+from tasks.pad_il.protocols import IL_ORDER, OULU_PROTOCOLS, cross_folds, il_folds, oulu_folds
+
+
+class PadProtocolOptions(SolverOptions):
+    """`-P order=C,M,O,I`: the order of the domain-incremental sequence (protocol `il`)."""
+
+    order: str = Field(",".join(IL_ORDER), description="il step order: letters M (MSU), C (CASIA), I (Replay), "
+                       "O (OULU), comma-separated; domains absent from --data are skipped")
+
+    @field_validator("order")
+    @classmethod
+    def _letters(cls, v: str) -> str:
+        letters = [x.strip().upper() for x in v.split(",") if x.strip()]
+        if sorted(set(letters)) != sorted(letters) or not set(letters) <= set(IL_ORDER) or len(letters) < 2:
+            raise ValueError(f"order {v!r}: give two or more distinct letters of {','.join(IL_ORDER)}")
+        return ",".join(letters)
 
 
 def _st(records: Sequence[Record]) -> tuple[list[float], list[int]]:
@@ -123,7 +140,14 @@ class PadIlTask(Task):
                             "(train/real/, devel/) or MSU-MFSD (scene01/) layout here or in sub-folders")
         return path
 
+    ProtocolOptions = PadProtocolOptions
+
     def folds(self, data_dir: Path, protocol: str) -> list[Fold]:
+        return self.folds_with(data_dir, protocol, PadProtocolOptions())
+
+    def folds_with(self, data_dir: Path, protocol: str, options: Any) -> list[Fold]:
+        if protocol != "il" and options.order != PadProtocolOptions().order:
+            raise DataError(f"-P order applies to protocol il only, not {protocol!r}")
         if protocol in OULU_PROTOCOLS:
             found = find_domains(data_dir)
             if "O" not in found:
@@ -132,7 +156,7 @@ class PadIlTask(Task):
         if protocol == "cross":
             return cross_folds(data_dir)
         if protocol == "il":
-            return il_folds(data_dir)
+            return il_folds(data_dir, tuple(options.order.split(",")))
         raise DataError(f"unknown pad_il protocol {protocol!r}; known: {', '.join(self.protocols)}")
 
     def score(self, sample: Sample, prediction: JSON) -> dict[str, JSON]:
