@@ -217,10 +217,10 @@ def test_sifm_gradient_steps_push_features_further_than_its_random_start(tmp_pat
     image = load_rgb(str(write_example_folder(tmp_path / "d", n=1) / "images" / "img000.png"))
     kw = {"timesteps": 1, "norm_weight": 0.0, "seed": 1}
     _, start = immunize.sifm(editor, image, EPS, 0, 2 / 255, rng=np.random.default_rng(0), **kw)
-    prot, pushed = immunize.sifm(editor, image, EPS, 3, 2 / 255, rng=np.random.default_rng(0), **kw)
+    prot, pushed = immunize.sifm(editor, image, EPS, 2, 2 / 255, rng=np.random.default_rng(0), **kw)
     assert immunize.linf(image, prot) <= EPS
     assert pushed["feature_shift"] > start["feature_shift"] > 0
-    _, shrunk = immunize.sifm(editor, image, EPS, 3, 2 / 255, timesteps=1, norm_weight=10.0, seed=1,
+    _, shrunk = immunize.sifm(editor, image, EPS, 2, 2 / 255, timesteps=1, norm_weight=10.0, seed=1,
                               rng=np.random.default_rng(0))
     assert shrunk["feature_energy_ratio"] < start["feature_energy_ratio"]
 
