@@ -380,6 +380,44 @@ def test_one_judge_is_refused_before_editing(tmp_path):
         asyncio.run(score_sample("x", {}, {"protected": "ab/" + "c" * 62 + ".png"}, sctx))
 
 
+def _fleiss_by_hand(rows: list[list[str]]) -> float:
+    cats = sorted({v for r in rows for v in r})
+    n, k = len(rows[0]), len(rows)
+    table = [[r.count(c) for c in cats] for r in rows]
+    p_i = [(sum(x * x for x in t) - n) / (n * (n - 1)) for t in table]
+    p_j = [sum(t[j] for t in table) / (k * n) for j in range(len(cats))]
+    p_bar, p_e = sum(p_i) / k, sum(p * p for p in p_j)
+    return (p_bar - p_e) / (1 - p_e)
+
+
+def test_three_judges_report_fleiss_kappa_and_metrics_are_means_over_edits():
+    from harness.core import Record
+    from harness.registry import get_task
+
+    task = get_task("immunization")
+    follows = [["yes", "yes", "no"], ["no", "no", "no"], ["yes", "no", "yes"], ["yes", "yes", "yes"],
+               ["no", "yes", "no"]]
+    degraded = [["no", "no", "no"], ["yes", "no", "yes"], ["no", "no", "no"], ["yes", "yes", "no"],
+                ["no", "no", "yes"]]
+    records = []
+    for i, (f, d) in enumerate(zip(follows, degraded, strict=True)):
+        nf, dg = float(f.count("no") >= 2), float(d.count("yes") >= 2)
+        grading = {"rubric": "isr@1#x", "judges": ["a", "b", "c"], "answers": {"follows_instruction": f, "degraded": d},
+                   "values": {}, "ties": {}, "errors": {}}
+        scores = {"edit_failed": max(nf, dg), "not_followed": nf, "degraded": dg, "clean_edit_failed": float(i == 0),
+                  "edit_psnr": 30.0 + i, "linf": i / 255, "grading": grading, "grading_clean": grading}
+        records.append(Record(f"s{i}", "test", None, {"protected": "x"}, scores, {"image": f"i{i}"}))
+    values = {m.name: m.compute(records) for m in task.metrics("edits")}
+    assert values["isr"] == 0.6 and values["isr_not_followed"] == 0.4 and values["isr_degraded"] == 0.4
+    assert values["isr_unprotected"] == 0.2 and values["isr_above_floor"] == pytest.approx(0.4)
+    assert values["edit_psnr"] == 32.0 and values["linf_max"] == 4 / 255 and np.isnan(values["clip_score"])
+    report = task.report(records, "edits", Path("."))
+    got = report["judges"]["agreement_protected"]
+    assert got["follows_instruction"]["fleiss_kappa"] == pytest.approx(_fleiss_by_hand(follows))
+    assert got["degraded"]["fleiss_kappa"] == pytest.approx(_fleiss_by_hand(degraded))
+    assert any("lpips" in n for n in report["notes"]) and any("clip" in n for n in report["notes"])
+
+
 @pytest.mark.gpu
 def test_gradient_immunizers_and_edits_on_the_gpu(tmp_path):
     pytest.importorskip("diffusers")
