@@ -25,7 +25,10 @@ PROMPTS = "prompts.csv"
 
 
 def _inside(root: Path, rel: str, where: str) -> Path:
-    path = (root / rel).resolve()
+    try:
+        path = (root / rel).resolve()
+    except (ValueError, OSError) as exc:  # a NUL byte, an over-long name
+        raise DataError(f"{where}: {rel!r} is not a usable path ({exc})") from None
     if root.resolve() not in path.parents:
         raise DataError(f"{where}: {rel!r} is outside the data folder {root}")
     return path

@@ -98,6 +98,12 @@ def _shared_copy(name: str) -> Callable[[Path], Path]:
     return build
 
 
+def _immunization(root: Path) -> Path:
+    from tasks.immunization.example import write_example_folder
+
+    return write_example_folder(root, n=2, masks=True, prompts_per_image=2)
+
+
 FIXTURES: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "sarcasm": ("sarcasm", _sarcasm),
     "sarcasm++": ("sarcasm", _sarcasm_plus_plus),
@@ -111,6 +117,7 @@ FIXTURES: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "gait_deid-scoliosis1k": ("gait_deid", _gait_scoliosis),
     "fdeid-lfw": ("fdeid", _shared_copy("lfw_pairs_protocol")),
     "fdeid-pairs-csv": ("fdeid", _shared_copy("deepface_verification_pairs")),
+    "immunization": ("immunization", _immunization),
 }
 
 
