@@ -380,6 +380,30 @@ def test_one_judge_is_refused_before_editing(tmp_path):
         asyncio.run(score_sample("x", {}, {"protected": "ab/" + "c" * 62 + ".png"}, sctx))
 
 
+def test_sifm_protects_an_image_once_unless_it_is_told_the_prompt(tmp_path):
+    pytest.importorskip("diffusers")
+    import asyncio
+
+    from harness.artifacts import ArtifactStore
+    from harness.core import RunContext
+    from harness.registry import get_task, make_solver
+    from harness.roles import build_roles
+
+    samples = load_samples(write_example_folder(tmp_path / "d", n=1, prompts_per_image=2))
+    store = ArtifactStore(tmp_path / "art")
+    ctx = RunContext(artifacts=store, roles=build_roles(["editor=tiny-random"]))
+
+    def protect(**options: Any) -> list[str]:
+        solver = make_solver(get_task("immunization"), "sifm", ctx, {"steps": 1, "timesteps": 1, **options})
+        assert solver.identity()["editor"] == "tiny-random"
+        return [asyncio.run(solver.solve(s)).prediction["protected"] for s in samples]
+
+    blind, told = protect(), protect(use_prompt=True)
+    assert blind[0] == blind[1] and told[0] != told[1]
+    clean = load_rgb(samples[0].target["image"])
+    assert all(np.abs(store.load_image(r).astype(int) - clean.astype(int)).max() <= 8 for r in blind + told)
+
+
 def _fleiss_by_hand(rows: list[list[str]]) -> float:
     cats = sorted({v for r in rows for v in r})
     n, k = len(rows[0]), len(rows)
