@@ -327,6 +327,25 @@ class SeededSolver(Solver):
         return random.Random(int.from_bytes(self.sample_digest(sample)[:8], "big"))
 
 
+class ThreadedBatchSolver(Solver):
+    """Base of CPU/GPU solvers whose work is synchronous (numpy, torch): `solve_batch_sync` runs in a
+    worker thread so the event loop keeps serving other samples, and returns one output per sample or
+    the exception that sample raised (an unreadable file fails that sample only, named)."""
+
+    @abc.abstractmethod
+    def solve_batch_sync(self, samples: Sequence[Sample]) -> list[Any]:
+        """Outputs of a batch, with an Exception in the slot of each sample that failed."""
+
+    async def solve_batch(self, samples: Sequence[Sample]) -> list[Any]:
+        return await asyncio.to_thread(self.solve_batch_sync, samples)
+
+    async def solve(self, sample: Sample) -> JSON:
+        out = (await self.solve_batch([sample]))[0]
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+
 class Task(abc.ABC):
     """A benchmark: data layout, protocols, scorers, metrics and reference rows.
 

@@ -7,7 +7,7 @@ event loop); a face that cannot be read is that sample's error, the rest of its 
 
 from __future__ import annotations
 
-import asyncio
+import abc
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from harness.core import JSON, HarnessError, Sample, Solver
+from harness.core import JSON, HarnessError, Sample, Solver, ThreadedBatchSolver
 from harness.options import SolverOptions
 from harness.registry import register_solver
 from tasks.emocap.dynamic import load_clip
@@ -75,7 +75,7 @@ class ZeroShotOptions(ClipOptions):
         "ensemble", description="prompt set: 5-template ensemble, one template, or the bare class name")
 
 
-class _ClipSolver(Solver):
+class _ClipSolver(ThreadedBatchSolver):
     """Shared loading and batched face encoding of the open_clip solvers."""
 
     batch_size: ClassVar[int] = 64
@@ -119,23 +119,16 @@ class _ClipSolver(Solver):
             return self.clip.encode_clips(items, batch_size=self.batch_size), errors
         return self.clip.encode_images(items, batch_size=self.batch_size), errors
 
+    @abc.abstractmethod
     def predict(self, feats: np.ndarray, samples: Sequence[Sample]) -> list[JSON]:
-        raise NotImplementedError
+        """Predictions for the samples whose features were computed."""
 
-    def _solve_sync(self, samples: Sequence[Sample]) -> list[Any]:
+    def solve_batch_sync(self, samples: Sequence[Sample]) -> list[Any]:
         feats, errors = self.encode(samples)
         ok = [s for s, e in zip(samples, errors, strict=True) if e is None]
         preds = iter(self.predict(feats, ok) if ok else [])
         return [next(preds) if e is None else e for e in errors]
 
-    async def solve_batch(self, samples: Sequence[Sample]) -> list[Any]:
-        return await asyncio.to_thread(self._solve_sync, samples)
-
-    async def solve(self, sample: Sample) -> JSON:
-        out = (await self.solve_batch([sample]))[0]
-        if isinstance(out, Exception):
-            raise out
-        return out
 
 
 @register_solver("clip-zeroshot", tasks=TASKS, kind="vision",

@@ -13,7 +13,7 @@ clip and run (a LOSO run refits on every fold; the cache is keyed by the feature
 
 from __future__ import annotations
 
-import asyncio
+import abc
 import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from harness.core import JSON, DataError, HarnessError, Sample, Solver
+from harness.core import JSON, DataError, HarnessError, Sample, Solver, ThreadedBatchSolver
 from harness.options import SolverOptions
 from harness.registry import register_solver
 
@@ -101,7 +101,7 @@ class AllPositiveSolver(Solver):
         return {k: 1 for k in _au_keys(sample)}
 
 
-class _FeatureSolver(Solver):
+class _FeatureSolver(ThreadedBatchSolver):
     """Per-AU binary classifiers on a clip feature vector; subclasses define `features`."""
 
     batch_size: ClassVar[int] = 16
@@ -114,8 +114,9 @@ class _FeatureSolver(Solver):
     def feature_key(self) -> tuple:
         return (self.name, self.version, tuple(sorted(self.options.items())))
 
+    @abc.abstractmethod
     def compute_features(self, samples: Sequence[Sample]) -> list[np.ndarray]:
-        raise NotImplementedError
+        """One feature vector per sample (raise for a batch that cannot be read)."""
 
     def features(self, samples: Sequence[Sample]) -> list[np.ndarray | Exception]:
         """One vector per sample (cached per run), or the exception that sample raised."""
@@ -164,7 +165,7 @@ class _FeatureSolver(Solver):
             y = np.array([s.target["aus"][key] for s, _ in ok])
             self.heads[key] = int(y[0]) if len(set(y.tolist())) < 2 else self.make_head().fit(x, y)
 
-    def _solve_sync(self, samples: Sequence[Sample]) -> list[Any]:
+    def solve_batch_sync(self, samples: Sequence[Sample]) -> list[Any]:
         if not self.heads:
             raise HarnessError(f"{self.name} was not fitted (no train fold)")
         feats = self.features(samples)
@@ -180,14 +181,6 @@ class _FeatureSolver(Solver):
             out.append({k: (h if isinstance(h, int) else int(h.predict(f[None])[0])) for k, h in self.heads.items()})
         return out
 
-    async def solve_batch(self, samples: Sequence[Sample]) -> list[Any]:
-        return await asyncio.to_thread(self._solve_sync, samples)
-
-    async def solve(self, sample: Sample) -> JSON:
-        out = (await self.solve_batch([sample]))[0]
-        if isinstance(out, Exception):
-            raise out
-        return out
 
 
 class FlowOptions(SolverOptions):

@@ -15,7 +15,7 @@ Frame features are computed once per video and settings in a process.
 
 from __future__ import annotations
 
-import asyncio
+import abc
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from harness.core import JSON, HarnessError, RunContext, Sample, Solver, Task
+from harness.core import JSON, HarnessError, RunContext, Sample, Solver, Task, ThreadedBatchSolver
 from harness.options import SolverOptions
 from harness.registry import register_solver
 
@@ -57,7 +57,7 @@ def video_features(sample: Sample, n_frames: int, size: int, grid: int) -> np.nd
     return feats
 
 
-class _FrameSolver(Solver):
+class _FrameSolver(ThreadedBatchSolver):
     """Frame features in, per-frame scores out, mean per video."""
 
     Options = FrameOptions
@@ -79,10 +79,11 @@ class _FrameSolver(Solver):
             raise HarnessError(f"{self.name}: no train video could be read")
         return np.concatenate(xs), np.concatenate(ys)
 
+    @abc.abstractmethod
     def frame_scores(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Live-ness score of each frame's feature row."""
 
-    def _solve_sync(self, samples: Sequence[Sample]) -> list[Any]:
+    def solve_batch_sync(self, samples: Sequence[Sample]) -> list[Any]:
         out: list[Any] = []
         for s in samples:
             try:
@@ -92,14 +93,6 @@ class _FrameSolver(Solver):
                 out.append(exc)
         return out
 
-    async def solve_batch(self, samples: Sequence[Sample]) -> list[Any]:
-        return await asyncio.to_thread(self._solve_sync, samples)
-
-    async def solve(self, sample: Sample) -> JSON:
-        out = (await self.solve_batch([sample]))[0]
-        if isinstance(out, Exception):
-            raise out
-        return out
 
 
 @register_solver("majority", tasks=TASKS, description="constant score: live share of the training frames")
@@ -116,10 +109,17 @@ class MajoritySolver(_FrameSolver):
         labels = [int(s.target["label"]) for s in train]
         self.counts += np.bincount(labels, minlength=2)[:2]
 
-    def _solve_sync(self, samples: Sequence[Sample]) -> list[Any]:
+    def live_share(self) -> float:
         if not self.counts.sum():
             raise HarnessError("majority was not fitted (no train videos)")
-        live = float(self.counts[1] / self.counts.sum())
+        return float(self.counts[1] / self.counts.sum())
+
+    def frame_scores(self, x: np.ndarray) -> np.ndarray:
+        return np.full(len(x), self.live_share())
+
+    def solve_batch_sync(self, samples: Sequence[Sample]) -> list[Any]:
+        """The constant needs no frames: no video is decoded."""
+        live = self.live_share()
         return [{"score": live, "frame_scores": []} for _ in samples]
 
 
@@ -324,9 +324,9 @@ class ClipPadSolver(_FrameSolver):
         self.prefetch(train)
         return super().train_matrix(train)
 
-    def _solve_sync(self, samples: Sequence[Sample]) -> list[Any]:
+    def solve_batch_sync(self, samples: Sequence[Sample]) -> list[Any]:
         self.prefetch(samples)
-        return super()._solve_sync(samples)
+        return super().solve_batch_sync(samples)
 
     def fit(self, train: Sequence[Sample]) -> None:
         if self.opts.head != "ncm":
