@@ -137,3 +137,52 @@ def test_identity_copy_gives_zero_fid_and_full_reid(deepface, tmp_path):
     res = _run(root, "precomputed", tmp_path / "runs", roles=("fid=tiny-random:0",), dir=str(anon))
     assert res.metrics["re_id_rate"].value == 1.0
     assert res.metrics["fid"].value == pytest.approx(0.0, abs=1e-6)
+
+
+# ------------------------------------------------------------------------------- sd-inpaint-guided
+def test_region_mask_keeps_the_chosen_parts(deepface):
+    from vision_models.faces.anonymize import region_mask
+    from vision_models.faces.detect import detect_face, load_image
+
+    img = load_image(deepface / "images" / "img25.jpg")
+    lm = detect_face(img, points=68).landmarks
+    full = region_mask(img.shape, lm)
+    kept = region_mask(img.shape, lm, keep=("eyes", "mouth"))
+    for i in (*range(36, 48), *range(48, 60)):
+        x, y = np.round(lm[i]).astype(int)
+        assert full[y, x] and not kept[y, x]
+    x, y = np.round(lm[30]).astype(int)  # the nose tip is regenerated either way
+    assert full[y, x] and kept[y, x]
+    assert kept.sum() < full.sum() and not (kept & ~full).any()
+    with pytest.raises(ValueError, match="unknown face part"):
+        region_mask(img.shape, lm, keep=("ears",))
+
+
+def test_guided_inpainting_keeps_parts_and_guidance_moves_the_result(deepface):
+    pytest.importorskip("diffusers")
+    from vision_models.diffusion import load_pipeline
+    from vision_models.faces import quality
+    from vision_models.faces.anonymize import attribute_loss, inpaint_guided, region_mask
+    from vision_models.faces.detect import detect_face, load_image
+
+    img = load_image(deepface / "images" / "img25.jpg")
+    lm = detect_face(img, points=68).landmarks
+    mask = region_mask(img.shape, lm, keep=("eyes",))
+    pipe = load_pipeline("inpaint", "tiny-random", "cpu")
+    plain = inpaint_guided(pipe, img, mask, "a face", seed=3, steps=2, size=64)
+    assert np.array_equal(plain[~mask], img[~mask])  # kept eyes and everything outside the face: untouched
+    assert not np.array_equal(plain[mask], img[mask])
+    loss = attribute_loss(quality.feature_net("tiny-random:0"), img, 64)
+    guided = inpaint_guided(pipe, img, mask, "a face", loss=loss, scale=0.5, seed=3, steps=2, size=64)
+    assert np.array_equal(guided[~mask], img[~mask])
+    assert not np.array_equal(guided, plain)  # the gradient correction changed the latents
+
+
+def test_sd_inpaint_guided_end_to_end_on_tiny_random(deepface, tmp_path):
+    pytest.importorskip("diffusers")
+    root = _small_set(deepface, tmp_path / "data", names=("img25.jpg", "img5.jpg"))
+    res = _run(root, "sd-inpaint-guided", tmp_path / "runs", model="tiny-random", steps=2, size=64,
+               keep="eyes,mouth", attr_net="tiny-random", attr_scale=0.2)
+    assert res.n_errors == 0, [r.error for r in res.records if r.error]
+    assert 0 < res.metrics["ssim"].value < 1
+    assert all(r.info["faces"]["image"]["kept"] == ["eyes", "mouth"] for r in res.records)

@@ -120,7 +120,11 @@ def load_pipeline(kind: str, spec: str, dev: str | None = None) -> Any:
         return _PIPES[key]
 
 
-def _crop_box(box: tuple[int, int, int, int], shape: tuple[int, ...], scale: float = 1.5) -> tuple[int, int, int, int]:
+Box = tuple[int, int, int, int]
+
+
+def crop_around(box: Box, shape: tuple[int, ...], scale: float = 1.5) -> Box:
+    """A square crop (left, top, right, bottom) around `box`, `scale` times its longer side, inside the image."""
     x1, y1, x2, y2 = box
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     half = max(x2 - x1, y2 - y1) * scale / 2
@@ -137,7 +141,7 @@ def inpaint_face(pipe: Any, image: np.ndarray, box: tuple[int, int, int, int], p
     import torch
     from PIL import Image
 
-    left, top, right, bottom = _crop_box(box, image.shape)
+    left, top, right, bottom = crop_around(box, image.shape)
     crop = Image.fromarray(np.ascontiguousarray(image[top:bottom, left:right]))
     cw, ch = crop.size
     mask = np.zeros((ch, cw), np.uint8)

@@ -1,4 +1,5 @@
-"""face_anon's solvers: the generic face protections (confined to the detected face box), plus
+"""face_anon's solvers: the generic face protections (confined to the detected face box),
+`sd-inpaint-guided` (localized, attribute-guided inpainting, `vision_models.faces.anonymize`), and
 `precomputed`, which reads images anonymised elsewhere from a folder, matched by file name.
 
 Why matching by name: anonymisers write their outputs in any order and often another format
@@ -7,6 +8,7 @@ Why matching by name: anonymisers write their outputs in any order and often ano
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from harness.core import DataError, HarnessError, RunContext, Sample, SolverOpti
 from harness.core import Solver as _Solver
 from harness.registry import register_solver
 from vision_models.faces.detect import load_image
-from vision_models.faces.solvers import PROTECTIONS, register_protections
+from vision_models.faces.solvers import PROTECTIONS, ProtectionSolver, register_protections
 
 register_protections("face_anon")
 
@@ -63,4 +65,50 @@ class PrecomputedAnonymisation(_Solver):
         return SolverOutput({"image": ref}, info={"source": path.name}, artifacts={"image": ref})
 
 
-SOLVERS = (*PROTECTIONS, "precomputed")
+class GuidedOptions(SolverOptions):
+    model: str = Field("stabilityai/stable-diffusion-2-inpainting",
+                       description="diffusers inpainting model: hub name (in the HF cache), folder, or tiny-random")
+    prompt: str = Field("a photo of a person's face", description="prompt for the regenerated face")
+    keep: str = Field("", description="face parts left unchanged, comma-separated: eyes, brows, nose, mouth")
+    attr_net: str = Field("none", description="feature net of the attribute guidance (tiny-random, KIND:PATH, none)")
+    attr_scale: float = Field(0.0, ge=0, description="gradient-correction step (0: no guidance)")
+    target: str | None = Field(None, description="image whose attributes guide the face (default: the original)")
+    steps: int = Field(30, ge=1, description="denoising steps")
+    guidance: float = Field(7.5, ge=0, description="classifier-free guidance scale")
+    size: int = Field(512, ge=32, description="resolution the face crop is generated at (tiny-random: 64)")
+    seed: int = Field(0, description="random seed (filled from --seed)")
+
+
+@register_solver("sd-inpaint-guided", tasks=("face_anon",), kind="vision")
+class GuidedInpaint(ProtectionSolver):
+    """SD inpainting of the face minus kept parts (-S keep=eyes,mouth), with attribute-gradient guidance."""
+
+    Options = GuidedOptions
+
+    def protect_file(self, path: str) -> tuple[Any, dict[str, Any]]:
+        from vision_models.diffusion import load_pipeline
+        from vision_models.faces import quality
+        from vision_models.faces.anonymize import attribute_loss, inpaint_guided, region_mask
+        from vision_models.faces.detect import detect_face
+
+        o = self.opts
+        image = load_image(path)
+        face = detect_face(image, points=68)
+        if face is None:
+            return image, {"face": None, "note": "no face detected: image left unchanged"}
+        keep = [k.strip() for k in o.keep.split(",") if k.strip()]  # type: ignore[attr-defined]
+        mask = region_mask(image.shape, face.landmarks, keep)
+        loss = None
+        if o.attr_net != "none" and o.attr_scale > 0:  # type: ignore[attr-defined]
+            target = load_image(o.target) if o.target else image  # type: ignore[attr-defined]
+            loss = attribute_loss(quality.feature_net(o.attr_net), target, o.size)  # type: ignore[attr-defined]
+        pipe = load_pipeline("inpaint", o.model)  # type: ignore[attr-defined]
+        seed = int(self.rng(path).integers(2**31))
+        with _PIPE_LOCK:
+            out = inpaint_guided(pipe, image, mask, o.prompt, loss=loss, scale=o.attr_scale, seed=seed,  # type: ignore[attr-defined]
+                                 steps=o.steps, guidance=o.guidance, size=o.size)  # type: ignore[attr-defined]
+        return out, {"face": list(face.box), "regenerated_pixels": int(mask.sum()), "kept": keep}
+
+
+_PIPE_LOCK = threading.Lock()
+SOLVERS = (*PROTECTIONS, "sd-inpaint-guided", "precomputed")

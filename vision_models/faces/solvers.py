@@ -220,7 +220,6 @@ class SdInpaintProtection(ProtectionSolver):
     """Stable Diffusion inpainting of the face box (the user's weights by name or path; tiny-random for smoke runs)."""
 
     Options = InpaintOptions
-    resources = {"num_cpus": 1, "num_gpus": 1}
 
     def protect(self, image: np.ndarray, face: Face, path: str) -> np.ndarray:
         from vision_models.diffusion import inpaint_face, load_pipeline
