@@ -23,6 +23,7 @@ Plug-in points (register with `@register_solver(name, tasks=("gait_deid",), kind
 
 from __future__ import annotations
 
+import abc
 import hashlib
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
@@ -62,8 +63,9 @@ class Protection(Solver):
         solver.artifacts = ctx.artifacts
         return solver
 
+    @abc.abstractmethod
     def protect(self, seq: np.ndarray, sample: Sample, target: str, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
+        """The protected sequence (uint8 [n, 64, 44]) of one probe."""
 
     def _prepare(self, sample: Sample) -> tuple[np.ndarray, str, np.random.Generator]:
         if self.artifacts is None:
@@ -126,9 +128,10 @@ class BatchedProtection(Protection):
     def load_model(self) -> None:
         """Load the weights once (override)."""
 
+    @abc.abstractmethod
     def protect_batch(self, seqs: list[np.ndarray], samples: list[Sample], targets: list[str],
                       rngs: list[np.random.Generator]) -> list[Any]:
-        raise NotImplementedError
+        """Protected sequences of a batch of probes (one model call for all of them)."""
 
     def protect(self, seq, sample, target, rng):
         return self.protect_batch([seq], [sample], [target], [rng])[0]

@@ -12,6 +12,7 @@ to extract the label from the free text. `-S epochs=K` solves each clip K times 
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
@@ -113,8 +114,9 @@ class _BackendSolver(Solver):
         return await solve_epochs(lambda seed: self.solve_once(sample, dataclasses.replace(self.settings, seed=seed)),
                                   self.options["epochs"], self.settings.seed)
 
+    @abc.abstractmethod
     async def solve_once(self, sample: Sample, settings: CallSettings) -> SolverOutput:
-        raise NotImplementedError
+        """One answer for the clip with these sampling settings (one epoch)."""
 
     async def aclose(self) -> None:
         await self.backend.aclose()
