@@ -290,6 +290,7 @@ def test_isr_end_to_end_with_two_judge_servers(tmp_path):
     answers: dict[str, list[list[str]]] = {"follows_instruction": [], "degraded": []}
     for r in ok:
         s = r.scores
+        assert s["edit_seed"] == r.prediction["edit_seed"]  # the seed is in the prediction: scores keyed by it
         clean, prot = load_rgb(r.target["image"]), store.load_image(r.prediction["protected"])
         assert s["linf"] <= EPS and s["psnr"] == pytest.approx(peak_signal_noise_ratio(clean, prot, data_range=255))
         assert s["ssim"] == pytest.approx(structural_similarity(

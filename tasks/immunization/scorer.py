@@ -4,8 +4,8 @@ Per sample (`score_sample`, run in `ascore`):
 1. imperceptibility: PSNR/SSIM of the protected image against the clean one (full resolution) and the
    budget used, `linf` = max |protected - clean| / 255;
 2. the `editor` role edits the clean and the protected image with the same prompt and the same seed
-   (derived from --seed and the sample id); the inputs as the editor saw them and both edits are stored as
-   artifacts (`scores["images"]`);
+   (derived from --seed and the sample id, named in the prediction); the inputs as the editor saw them
+   and both edits are stored as artifacts (`scores["images"]`);
 3. PSNR/SSIM (and LPIPS with the `lpips` role's net) between the two edits: how far protection moved the edit;
 4. CLIP text-image score (the `clip` role, open_clip) of each edit with its prompt, as torchmetrics'
    CLIPScore defines it: 100 * max(cos(image, text), 0);
@@ -97,7 +97,7 @@ async def score_sample(sample_id: str, target: dict[str, Any], prediction: Any, 
     role = sctx.roles.get("editor")
     spec = role.model if role is not None else DEFAULT_EDITOR
     editor = await sctx.run_cpu(sctx.resource, f"immunization-editor:{spec}", lambda: load_editor(spec))
-    seed = edit_seed(sctx.seed, sample_id)
+    seed = int(prediction.get("edit_seed", edit_seed(sctx.seed, sample_id)))
     scores, images = await sctx.run_cpu(edit_pair, editor, target, prediction["protected"], store, seed)
     edits = [images["edit_protected"], images["edit_clean"]]
 

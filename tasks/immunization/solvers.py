@@ -1,8 +1,9 @@
 """Immunizers as solvers: each protects a sample's image within an L-inf budget and stores it as an artifact.
 
-Prediction: {"protected": ref}; `info` holds the budget used and the attack's own diagnostics. Why per
-image: the immunizer does not know the edit (prompt-agnostic by default), so an image with several
-prompts is protected once (memoised by image and mask path) and stored once (content-addressed).
+Prediction: {"protected": ref, "edit_seed": the seed of both edits}; `info` holds the budget used and the
+attack's own diagnostics. Why per image: the immunizer does not know the edit (prompt-agnostic by
+default), so an image with several prompts is protected once (memoised by image and mask path) and
+stored once (content-addressed).
 
 `eps` is the L-inf budget as a fraction of the pixel range: `-S eps=8/255` or `-S eps=0.0314`. The stored
 PNG differs from the original by at most floor(eps*255) grey levels (`project_uint8`). The gradient
@@ -24,6 +25,7 @@ from harness.core import HarnessError, RunContext, Sample, SolverOptions, Solver
 from harness.core import Solver as _Solver
 from harness.registry import register_solver
 from tasks.immunization.loader import load_mask, load_rgb
+from tasks.immunization.scorer import edit_seed
 from vision_models import immunize
 from vision_models.faces.memo import Once
 
@@ -59,12 +61,14 @@ class ImmunizerSolver(_Solver):
         super().__init__(**options)
         self.artifacts: Any = None
         self.editor_spec: str | None = None
+        self.run_seed = 0
         self._memo = Once()
 
     @classmethod
     def create(cls, ctx: RunContext, task: Task, **options: Any) -> _Solver:
         solver = cls(**{"seed": ctx.seed, **options})
         solver.artifacts = ctx.artifacts
+        solver.run_seed = ctx.seed
         if cls.uses_editor:
             role = ctx.roles.get("editor")
             solver.editor_spec = role.model if role is not None else DEFAULT_EDITOR
@@ -97,7 +101,13 @@ class ImmunizerSolver(_Solver):
         key = str(sample.groups.get("image", target["image"]))
         ref, info = await asyncio.to_thread(
             self._memo.get, (target["image"], target.get("mask")), lambda: self._protect_file(target, key))
-        return SolverOutput({"protected": ref}, info, {"protected": ref})
+        return self.output(sample, ref, info)
+
+    def output(self, sample: Sample, ref: str, info: dict[str, Any]) -> SolverOutput:
+        """The prediction names the seed both edits will use (--seed and the sample id), so that scores
+        cached for one --seed are never reused for another."""
+        return SolverOutput({"protected": ref, "edit_seed": edit_seed(self.run_seed, sample.id)}, info,
+                            {"protected": ref})
 
 
 @register_solver("none", tasks=("immunization",), kind="transform")
@@ -213,7 +223,7 @@ class SifmImmunization(EditorSolver):
         ref, info = await asyncio.to_thread(
             self._memo.get, sample.id,
             lambda: self._protect_file(target, f"{sample.groups.get('image')}|{target['prompt']}"))
-        return SolverOutput({"protected": ref}, info, {"protected": ref})
+        return self.output(sample, ref, info)
 
     def protect(self, image: np.ndarray, mask: np.ndarray | None, key: str) -> tuple[np.ndarray, dict[str, Any]]:
         o: Any = self.opts
