@@ -241,3 +241,24 @@ def test_a_second_recogniser_is_reported_side_by_side(deepface, tmp_path):
     assert all(r.scores["prot_sim@recognizer2"] is None for r in res.records)
     assert row["verification_accuracy"] == pytest.approx(4 / 6)
     assert _value(res, "psr") == 1.0  # the default dlib recogniser's numbers stay the headline
+
+
+def test_lfw_protocol_reports_the_ten_fold_accuracy(deepface, tmp_path):
+    from vision_models.privacy_eval import k_fold_accuracy
+
+    root = tmp_path / "lfw"
+    people = {"Person_A": ["img1", "img2"], "Person_B": ["img8", "img9"], "Person_C": ["img3"], "Person_D": ["img13"]}
+    for name, imgs in people.items():
+        (root / name).mkdir(parents=True)
+        for i, img in enumerate(imgs, 1):
+            os.symlink(deepface / "images" / f"{img}.jpg", root / name / f"{name}_{i:04d}.jpg")
+    (root / "pairs.txt").write_text("2\t1\nPerson_A\t1\t2\nPerson_A\t1\tPerson_C\t1\n"
+                                    "Person_B\t1\t2\nPerson_B\t1\tPerson_D\t1\n")
+    res = _run(root, "mask", tmp_path / "runs")
+    assert res.n_errors == 0, [r.error for r in res.records if r.error]
+    recs = res.records
+    expect = k_fold_accuracy([r.scores["orig_sim"] for r in recs], [r.scores["same"] for r in recs],
+                             [r.groups["fold"] for r in recs])
+    assert _value(res, "orig_verification_accuracy_10fold") == pytest.approx(expect)
+    assert [r.groups["fold"] for r in recs] == ["1", "1", "2", "2"]
+    assert _value(res, "verification_accuracy_10fold") == pytest.approx(0.5)  # masked: every pair rejected

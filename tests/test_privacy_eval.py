@@ -111,3 +111,14 @@ def test_a_missing_protected_face_is_below_every_threshold():
     report = privacy_report([0.9, 0.1], [None, None], [1, 0])
     assert report.protected["accuracy"] == 0.5  # nothing accepted: the genuine pair is lost, the impostor kept out
     assert report.psr == 1.0
+
+
+def test_k_fold_accuracy_by_hand():
+    from vision_models.privacy_eval import k_fold_accuracy
+
+    # Fold A: genuine 0.9, impostor 0.5; fold B: genuine 0.6, impostor 0.2.
+    # Threshold for A chosen on B: the first sweep value just above 0.2 -> on A both 0.9 and 0.5 accepted: 1/2.
+    # Threshold for B chosen on A: the first value just above 0.5 -> on B 0.6 accepted, 0.2 rejected: 2/2.
+    sims, labels, folds = [0.9, 0.5, 0.6, 0.2], [1, 0, 1, 0], ["A", "A", "B", "B"]
+    assert k_fold_accuracy(sims, labels, folds) == pytest.approx((0.5 + 1.0) / 2)
+    assert np.isnan(k_fold_accuracy(sims, labels, ["A"] * 4))

@@ -120,3 +120,23 @@ def privacy_report(orig_sims: Sequence[float], prot_sims: Sequence[float | None]
     protected = verification_metrics(p, y)
     psr = protection_success_rate(o, p, y, original["threshold"])
     return PrivacyReport(original, protected, psr, len(y), int((y == 1).sum()))
+
+
+def k_fold_accuracy(sims: Sequence[float], labels: Sequence[int], folds: Sequence[str]) -> float:
+    """LFW's standard View-2 estimate: for each fold, the threshold is chosen (same sweep) on the other
+    folds and the accuracy measured on it; the mean over folds. (FDeID's script pools instead; this is
+    the protocol dlib and most recognisers publish their LFW accuracy under.)"""
+    s = np.asarray(sims, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    f = np.asarray(folds)
+    names = sorted(set(f.tolist()))
+    if len(names) < 2:
+        return float("nan")
+    accs = []
+    for name in names:
+        test, train = f == name, f != name
+        if len(np.unique(y[train])) < 2 or not test.any():
+            return float("nan")
+        _, t = best_accuracy(s[train], y[train])
+        accs.append(float(np.mean((s[test] >= t).astype(np.int64) == y[test])))
+    return float(np.mean(accs))

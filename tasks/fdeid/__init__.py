@@ -16,7 +16,7 @@ from typing import Any
 from harness.core import JSON, DataError, Fold, HarnessError, Metric, Record, Sample, ScoreContext, Task
 from tasks.fdeid import solvers as _solvers  # noqa: F401 - registers the protections
 from tasks.fdeid.loader import LOADERS, detect_layout
-from tasks.fdeid.scorer import PairScorer, per_image_mean, privacy_metric, recognizer_table
+from tasks.fdeid.scorer import PairScorer, per_image_mean, privacy_metric, recognizer_table, ten_fold_accuracy
 
 DEFAULT_RECOGNIZER = "dlib"
 
@@ -75,6 +75,11 @@ class FdeidTask(Task):
         def setlevel(name: str, key: str, higher: bool = True) -> Metric:
             return Metric(name, privacy_metric(key), higher_is_better=higher, resample="none")
 
+        lfw = [
+            Metric("orig_verification_accuracy_10fold", ten_fold_accuracy("orig_sim"), resample="none"),
+            Metric("verification_accuracy_10fold", ten_fold_accuracy("prot_sim"), higher_is_better=False,
+                   resample="none"),
+        ] if protocol == "lfw" else []
         return [
             setlevel("psr", "psr"),
             setlevel("orig_verification_accuracy", "orig_accuracy"),
@@ -94,6 +99,7 @@ class FdeidTask(Task):
             Metric("ssim", per_image_mean("ssim")),
             Metric("psnr", per_image_mean("psnr")),
             Metric("landmark_nme", per_image_mean("nme"), higher_is_better=False),
+            *lfw,
         ]
 
     def report(self, records: Sequence[Record], protocol: str, out_dir: Path) -> dict[str, JSON]:

@@ -34,7 +34,7 @@ from vision_models.faces import quality
 from vision_models.faces.detect import landmark_nme, landmarks_at, load_image
 from vision_models.faces.memo import Once
 from vision_models.faces.recognizers import FaceEmbedding, FaceRecognizer, cosine, load_recognizer
-from vision_models.privacy_eval import privacy_report
+from vision_models.privacy_eval import NO_FACE_SIMILARITY, k_fold_accuracy, privacy_report
 
 
 class PairScorer:
@@ -164,3 +164,14 @@ def recognizer_table(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
                        "eer": rep.protected["eer"], "tar_at_far_1": rep.protected["tar_at_far_1"],
                        "psr_orig_landmarks": lmk.psr}
     return table
+
+
+def ten_fold_accuracy(key: str) -> Callable[[Sequence[Record]], float]:
+    """LFW's 10-fold accuracy (threshold from the other nine folds) of `orig_sim` or `prot_sim`."""
+
+    def fn(records: Sequence[Record]) -> float:
+        rs = [r for r in _scored(records) if "fold" in r.groups]
+        sims = [NO_FACE_SIMILARITY if r.scores[key] is None else r.scores[key] for r in rs]
+        return k_fold_accuracy(sims, [r.scores["same"] for r in rs], [r.groups["fold"] for r in rs])
+
+    return fn
