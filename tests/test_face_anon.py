@@ -186,3 +186,20 @@ def test_sd_inpaint_guided_end_to_end_on_tiny_random(deepface, tmp_path):
     assert res.n_errors == 0, [r.error for r in res.records if r.error]
     assert 0 < res.metrics["ssim"].value < 1
     assert all(r.info["faces"]["image"]["kept"] == ["eyes", "mouth"] for r in res.records)
+
+
+@pytest.mark.gpu
+def test_guided_inpainting_on_the_gpu(deepface):
+    pytest.importorskip("diffusers")
+    from vision_models.diffusion import load_pipeline
+    from vision_models.faces import quality
+    from vision_models.faces.anonymize import attribute_loss, inpaint_guided, region_mask
+    from vision_models.faces.detect import detect_face, load_image
+
+    img = load_image(deepface / "images" / "img25.jpg")
+    mask = region_mask(img.shape, detect_face(img, points=68).landmarks, keep=("mouth",))
+    net = quality.feature_net("tiny-random:0")
+    net.module = net.module.cuda()
+    out = inpaint_guided(load_pipeline("inpaint", "tiny-random", "cuda"), img, mask, "a face",
+                         loss=attribute_loss(net, img, 64), scale=0.2, seed=0, steps=2, size=64)
+    assert np.array_equal(out[~mask], img[~mask])
