@@ -66,12 +66,13 @@ def attribute_loss(net: Any, target: np.ndarray, size: int) -> Any:
         x = F.interpolate(x, size=(net.size, net.size), mode="bilinear", align_corners=False)
         return net.module(x)[-1].mean(dim=(2, 3))
 
-    t = torch.from_numpy(np.asarray(target, np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0)
+    dev = next(iter(net.module.parameters())).device
+    t = torch.from_numpy(np.asarray(target, np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0).to(dev)
     with torch.no_grad():
         ref = embed(t)
 
     def loss(x: torch.Tensor) -> torch.Tensor:
-        return 1.0 - F.cosine_similarity(embed(x.float()), ref.to(x.device)).mean()
+        return 1.0 - F.cosine_similarity(embed(x.float().to(dev)), ref).mean()
 
     return loss
 
