@@ -102,6 +102,9 @@ class RayExecutor:
         available = self.ray.available_resources()
         n = int(available.get("CPU", 1) // per_actor_cpus) or 1
         if resources.get("num_gpus"):
+            if not available.get("GPU"):
+                raise HarnessError(f"solver {solver.name!r} asks Ray for {resources['num_gpus']} GPU per actor, but "
+                                   "the Ray cluster has no free GPU: join a GPU node or use --executor local")
             n = min(n, int(available.get("GPU", 0) // float(resources["num_gpus"])) or 1)
         n = max(1, min(n, self.concurrency))
         # A fitted solver travels as its pickled state; a zero-shot one is rebuilt in the actor.

@@ -193,7 +193,7 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
         raise
     sequential = task.sequential(protocol)
     solver_hash = solver_identity_hash(task, solver, config)
-    scorer_identity = {"task": task.name, "scorer_version": task.scorer_version,
+    scorer_identity = {"task": task.name, "scorer_version": task.scorer_version, "seed": config.seed,
                        "roles": {n: r.identity() for n, r in sorted(roles.items())}}
     manifest: dict[str, Any] = {
         "run_id": run_id, "config": config.to_dict(), "config_hash": config.hash(),
