@@ -262,3 +262,17 @@ def test_lfw_protocol_reports_the_ten_fold_accuracy(deepface, tmp_path):
     assert _value(res, "orig_verification_accuracy_10fold") == pytest.approx(expect)
     assert [r.groups["fold"] for r in recs] == ["1", "1", "2", "2"]
     assert _value(res, "verification_accuracy_10fold") == pytest.approx(0.5)  # masked: every pair rejected
+
+
+def test_lpips_and_fid_roles_with_tiny_random_nets(deepface, tmp_path):
+    root = _identity_tree(deepface, tmp_path / "faces", identities={"id03", "id05"})  # 4 images
+    roles = ("lpips=tiny-random:0", "fid=tiny-random:1")
+    ident = _run(root, "identity", tmp_path / "runs", roles=roles)
+    assert _value(ident, "lpips") == pytest.approx(0.0, abs=1e-9)
+    assert _value(ident, "fid") == pytest.approx(0.0, abs=1e-6)
+    masked = _run(root, "mask", tmp_path / "runs", roles=roles)
+    assert _value(masked, "lpips") > 0 and _value(masked, "fid") > 0
+    plain = _run(root, "mask", tmp_path / "runs")
+    import math
+
+    assert math.isnan(_value(plain, "lpips")) and math.isnan(_value(plain, "fid"))  # no net, no number

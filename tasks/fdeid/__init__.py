@@ -16,7 +16,14 @@ from typing import Any
 from harness.core import JSON, DataError, Fold, HarnessError, Metric, Record, Sample, ScoreContext, Task
 from tasks.fdeid import solvers as _solvers  # noqa: F401 - registers the protections
 from tasks.fdeid.loader import LOADERS, detect_layout
-from tasks.fdeid.scorer import PairScorer, per_image_mean, privacy_metric, recognizer_table, ten_fold_accuracy
+from tasks.fdeid.scorer import (
+    PairScorer,
+    fid_over_images,
+    per_image_mean,
+    privacy_metric,
+    recognizer_table,
+    ten_fold_accuracy,
+)
 
 DEFAULT_RECOGNIZER = "dlib"
 
@@ -32,7 +39,7 @@ class FdeidTask(Task):
     default_protocol = "folders"
     default_solver = "blur"
     data_folder = "fdeid"
-    roles = {"recognizer": DEFAULT_RECOGNIZER}
+    roles = {"recognizer": DEFAULT_RECOGNIZER, "lpips": "none", "fid": "none"}
     version = "1"
     scorer_version = "2"  # 2: landmark NME
 
@@ -54,7 +61,9 @@ class FdeidTask(Task):
     async def ascore(self, sample: Sample, prediction: JSON, ctx: ScoreContext) -> dict[str, JSON]:
         role = ctx.roles.get("recognizer")
         spec = role.model if role is not None else DEFAULT_RECOGNIZER
-        scorer: PairScorer = ctx.resource(f"fdeid-recognizer:{spec}", lambda: PairScorer.from_spec(spec))
+        lpips, fid = (ctx.roles[n].model if n in ctx.roles else "none" for n in ("lpips", "fid"))
+        scorer: PairScorer = ctx.resource(f"fdeid-recognizer:{spec}:{lpips}:{fid}",
+                                          lambda: PairScorer.from_spec(spec, lpips=lpips, fid=fid))
         store = ctx.artifacts
         if store is None:
             raise HarnessError("fdeid scoring needs the run's artifact store (protected images)")
@@ -99,6 +108,8 @@ class FdeidTask(Task):
             Metric("ssim", per_image_mean("ssim")),
             Metric("psnr", per_image_mean("psnr")),
             Metric("landmark_nme", per_image_mean("nme"), higher_is_better=False),
+            Metric("lpips", per_image_mean("lpips"), higher_is_better=False),
+            Metric("fid", fid_over_images, higher_is_better=False, resample="none"),
             *lfw,
         ]
 

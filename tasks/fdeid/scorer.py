@@ -33,6 +33,7 @@ from harness.core import DataError, HarnessError, Record
 from vision_models.faces import quality
 from vision_models.faces.detect import landmark_nme, landmarks_at, load_image
 from vision_models.faces.memo import Once
+from vision_models.faces.quality import feature_net
 from vision_models.faces.recognizers import FaceEmbedding, FaceRecognizer, cosine, load_recognizer
 from vision_models.privacy_eval import NO_FACE_SIMILARITY, k_fold_accuracy, privacy_report
 
@@ -40,15 +41,20 @@ from vision_models.privacy_eval import NO_FACE_SIMILARITY, k_fold_accuracy, priv
 class PairScorer:
     """A recogniser plus per-image memos of original embeddings and protected-image results."""
 
-    def __init__(self, recognizer: FaceRecognizer, quality: bool = True) -> None:
+    def __init__(self, recognizer: FaceRecognizer, quality: bool = True, lpips_net: Any = None,
+                 fid_net: Any = None) -> None:
         self.recognizer = recognizer
         self.quality = quality  # False for the extra recognisers of a run: SSIM etc. are computed once
+        self.lpips_net, self.fid_net = lpips_net, fid_net
         self._orig = Once()
         self._prot = Once()
 
     @classmethod
-    def from_spec(cls, spec: str, quality: bool = True) -> PairScorer:
-        return cls(load_recognizer(spec), quality)
+    def from_spec(cls, spec: str, quality: bool = True, lpips: str = "none", fid: str = "none") -> PairScorer:
+        def net(s: str) -> Any:
+            return None if s in ("", "none") else feature_net(s)
+
+        return cls(load_recognizer(spec), quality, net(lpips), net(fid))
 
     def original(self, path: str, image: np.ndarray | None = None) -> FaceEmbedding:
         hit: FaceEmbedding = self._orig.get(
@@ -76,6 +82,11 @@ class PairScorer:
             box = emb.face.box  # type: ignore[union-attr]
             out.update(ssim=quality.ssim(original, prot), psnr=quality.psnr(original, prot),
                        nme=landmark_nme(landmarks_at(original, box), landmarks_at(prot, box)))
+            if self.lpips_net is not None:
+                out["lpips"] = float(self.lpips_net.lpips([original], [prot])[0])
+            if self.fid_net is not None:
+                feats = self.fid_net.features([original, prot])
+                out["fidf_orig"], out["fidf_prot"] = _round(feats[0]), _round(feats[1])
         return out
 
     def score_pair(self, target: Mapping[str, Any], prediction: Mapping[str, Any],
@@ -92,7 +103,8 @@ class PairScorer:
         prot = sim("vector")
         return {
             "same": int(target["same"]), "orig_sim": orig, "prot_sim": prot, "prot_sim_lmk": sim("vector_lmk"),
-            **{f"{k}_{side}": p[k] for k in ("ssim", "psnr", "nme") for side, p in (("a", pa), ("b", pb)) if k in p},
+            **{f"{k}_{side}": p[k] for k in ("ssim", "psnr", "nme", "lpips", "fidf_orig", "fidf_prot")
+               for side, p in (("a", pa), ("b", pb)) if k in p},
             "prot_face_a": int(pa["vector"] is not None), "prot_face_b": int(pb["vector"] is not None),
         }
 
@@ -135,14 +147,32 @@ def privacy_metric(key: str) -> Callable[[Sequence[Record]], float]:
     return fn
 
 
+def _round(v: np.ndarray) -> list[float]:
+    return [float(f"{x:.6g}") for x in np.asarray(v, dtype=np.float64)]
+
+
+def fid_over_images(records: Sequence[Record]) -> float:
+    """FID between the distinct originals and their protected images (features from the `fid` role)."""
+    feats: dict[str, tuple[list[float], list[float]]] = {}
+    for r in _scored(records):
+        for side in ("a", "b"):
+            if f"fidf_orig_{side}" in r.scores:
+                feats[str(r.target[side])] = (r.scores[f"fidf_orig_{side}"], r.scores[f"fidf_prot_{side}"])
+    if len(feats) < 2:
+        return float("nan")
+    orig, prot = zip(*feats.values(), strict=True)
+    return quality.fid_from_features(np.array(orig), np.array(prot))
+
+
 def per_image_mean(score: str) -> Callable[[Sequence[Record]], float]:
     """Mean of a per-image score over distinct images (an image in many pairs counts once)."""
 
     def fn(records: Sequence[Record]) -> float:
         values: dict[str, float] = {}
         for r in _scored(records):
-            values[str(r.target["a"])] = float(r.scores[f"{score}_a"])
-            values[str(r.target["b"])] = float(r.scores[f"{score}_b"])
+            for side in ("a", "b"):
+                if f"{score}_{side}" in r.scores:
+                    values[str(r.target[side])] = float(r.scores[f"{score}_{side}"])
         return float(np.mean(list(values.values()))) if values else float("nan")
 
     return fn
