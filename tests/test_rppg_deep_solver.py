@@ -46,7 +46,7 @@ def test_deep_solver_runs_a_torchscript_checkpoint_end_to_end(tmp_path, capsys):
         assert lo <= hr <= hi  # a random network still yields an HR inside the band
         assert np.isfinite(r["scores"]["abs_err"][0])
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["solver_config"]["checkpoint"] == str(ckpt)
+    assert manifest["solver_config"]["options"]["checkpoint"] == str(ckpt)
 
 
 def test_deep_solver_without_checkpoint_is_a_clear_error(tmp_path, capsys):

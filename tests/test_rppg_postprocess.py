@@ -106,12 +106,43 @@ def test_macc_is_max_abs_correlation_over_circular_lags():
     assert macc(ref[:50], np.roll(ref[:50], 7)) == pytest.approx(1.0)
 
 
-def test_windows_split_by_window_seconds_and_skip_windows_under_nine_frames():
+def test_windows_split_by_window_seconds_and_skip_windows_of_nine_frames_or_fewer():
     assert window_bounds(100, 10, 0) == [(0, 100)]
     assert window_bounds(100, 10, 3) == [(0, 30), (30, 60), (60, 90), (90, 100)]  # 10-frame tail kept
     assert window_bounds(95, 10, 3) == [(0, 30), (30, 60), (60, 90)]  # 5-frame tail skipped
+    assert window_bounds(99, 10, 3) == [(0, 30), (30, 60), (60, 90)]  # 9-frame tail skipped (filtfilt pads 9)
     assert window_bounds(50, 10, 30) == [(0, 50)]  # a window longer than the video is the video
     assert window_bounds(8, 10, 0) == []
+    assert window_bounds(9, 10, 0) == []
+
+
+def test_a_final_window_of_exactly_nine_frames_does_not_crash_the_chain():
+    fs = 30.0
+    t = np.arange(309) / fs  # 10 s windows of 300 frames: the last one has exactly 9 frames
+    ppg = np.sin(2 * np.pi * 1.2 * t)
+    res = evaluate_windows(ppg, fs, ref_ppg=ppg, window_s=10)
+    assert [(w.start, w.stop) for w in res] == [(0, 300)]
+    assert res[0].hr_pred == pytest.approx(hr_fft(preprocess(ppg[:300], fs), fs))
+
+
+def test_toolbox_windowing_of_a_bvp_shorter_than_the_video():
+    """The toolbox sizes windows from the video's frames, cuts them over the BVP's length and takes
+    each reference window as ref[start:start + size] (CHROM's toolbox output is shorter than T)."""
+    fs = 30.0
+    t = np.arange(640) / fs
+    ref = np.sin(2 * np.pi * 1.2 * t) + 0.1 * np.sin(2 * np.pi * 2.9 * t)
+    bvp = np.sin(2 * np.pi * 1.3 * t[:624])  # 624 of 640 samples, like a toolbox CHROM output
+    res = evaluate_windows(bvp, fs, ref_ppg=ref, window_s=10, windowing="toolbox")
+    assert [(w.start, w.stop) for w in res] == [(0, 300), (300, 600), (600, 624)]
+    last = res[-1]  # BVP window 600..624, reference window 600..640 (clipped 600..900)
+    assert last.hr_pred == pytest.approx(hr_fft(preprocess(bvp[600:624], fs), fs))
+    assert last.hr_ref == pytest.approx(hr_fft(preprocess(ref[600:640], fs), fs))
+    whole = evaluate_windows(bvp, fs, ref_ppg=ref, windowing="toolbox")  # whole video: all of both signals
+    assert [(w.start, w.stop) for w in whole] == [(0, 624)]
+    assert whole[0].hr_ref == pytest.approx(hr_fft(preprocess(ref, fs), fs))
+    same = evaluate_windows(bvp, fs, ref_ppg=ref, window_s=10)  # default: the same frames of both
+    assert [(w.start, w.stop) for w in same] == [(0, 300), (300, 600), (600, 624)]
+    assert same[-1].hr_ref == pytest.approx(hr_fft(preprocess(ref[600:624], fs), fs))
 
 
 def test_reference_waveform_goes_through_the_same_chain():

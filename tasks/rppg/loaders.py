@@ -61,6 +61,21 @@ def _walk(root: Path, max_depth: int = 3) -> list[Path]:
     return found
 
 
+def _cached_by_file(read: Any) -> Any:
+    """Memoise a reader on (path, size, mtime): a file edited between two runs of one process is re-read."""
+    cached = functools.lru_cache(maxsize=64)(lambda path, _size, _mtime: read(path))
+
+    @functools.wraps(read)
+    def wrapper(path: Path) -> Any:
+        try:
+            st = Path(path).stat()
+            return cached(Path(path), st.st_size, st.st_mtime_ns)
+        except OSError:
+            return read(path)  # its own error message names the file
+
+    return wrapper
+
+
 def _rel(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
@@ -110,7 +125,7 @@ def _read_floats(path: Path, text: str) -> np.ndarray:
     return values
 
 
-@functools.lru_cache(maxsize=64)
+@_cached_by_file
 def read_ubfc2_ground_truth(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ppg, hr, timestamps_s) of a DATASET_2 ground_truth.txt, validated."""
     try:
@@ -144,7 +159,7 @@ def _reference_error(read: Any, path: Path) -> dict[str, str]:
     return {}
 
 
-@functools.lru_cache(maxsize=64)
+@_cached_by_file
 def read_ubfc1_gtdump(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(time_s from the first row, ppg) of a DATASET_1 gtdump.xmp (CSV: ms, HR, SpO2, PPG)."""
     try:
@@ -188,7 +203,7 @@ def _pure_frames(folder: Path) -> tuple[list[Path], np.ndarray]:
     return frames, ts_ns
 
 
-@functools.lru_cache(maxsize=64)
+@_cached_by_file
 def read_pure_json(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(time_ns, waveform) of the 60 Hz pulse-oximeter stream in a PURE json (integer ns: epoch seconds
     as float64 would lose ~1e-7 s)."""
@@ -225,7 +240,7 @@ def _load_pure(root: Path) -> list[Sample]:
 
 
 # ---------------------------------------------------------------- MVRD
-@functools.lru_cache(maxsize=64)
+@_cached_by_file
 def read_time_ppg_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with path.open(newline="") as f:

@@ -11,9 +11,8 @@ Options are declared in `RppgOptions` (`harness solvers --task rppg` prints them
 
 Videos are processed in worker processes (`ProcessPoolExecutor`) when the run's --concurrency allows
 more than one at a time: the work is Python + numpy + OpenCV per frame, and threads of one process
-share the GIL. The runner stays asyncio; each solve awaits its process. The pool is forked when the
-solver is created (`create`, before the runner starts its event loop and threads), so the workers
-start at once with every module already imported; where fork is unavailable it uses forkserver.
+share the GIL. The runner stays asyncio; each solve awaits its process. The pool starts when the
+solver is created (`create`), from a forkserver that imported the rPPG modules once (`worker_pool`).
 """
 
 from __future__ import annotations
@@ -119,17 +118,23 @@ def _noop() -> None:
     return None
 
 
+WORKER_PRELOAD = ["tasks.rppg.solvers", "vision_models.rppg.trace", "av", "cv2"]
+
+
 def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """The shared pool of `workers` processes, started now (forked with everything imported)."""
+    """The shared pool of `workers` processes, started now. Workers come from a forkserver that has
+    imported `WORKER_PRELOAD` once: clean processes (a plain fork of a process whose OpenCV thread
+    pool has run can hang in cv2), started in milliseconds with everything imported."""
     with _POOLS_LOCK:
         pool = _POOLS.get(workers)
         if pool is None:
             methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else "forkserver")
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
             if ctx.get_start_method() == "forkserver":
-                ctx.set_forkserver_preload(["tasks.rppg.solvers"])
+                ctx.set_forkserver_preload(WORKER_PRELOAD)
             pool = _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-            pool.submit(_noop)  # fork every worker now, while this process has no other threads
+            for _ in range(workers):  # start the forkserver and the workers now, while the runner sets up
+                pool.submit(_noop)
         return pool
 
 
@@ -178,8 +183,6 @@ class RppgSolver(Solver):
         # one video per worker process, as many at once as --concurrency and the CPUs allow
         workers = min(int(ctx.concurrency), usable_cpus()) if cls.use_processes else 1
         if workers > 1:
-            import av  # noqa: F401 - imported once here, inherited by the forked workers
-
             solver.workers, solver._pool = workers, worker_pool(workers)
         return solver
 
