@@ -25,7 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from harness.core import JSON, HarnessError, RunContext, Sample, Solver, SolverOptions, SolverOutput, Task
 from harness.registry import register_solver
@@ -290,6 +290,13 @@ class DeepRppgOptions(RppgOptions):
     batch_size: int = Field(4, gt=0, description="chunks per forward pass")
     device: str | None = Field(None, exclude=True, description="torch device (default: cuda if available); "
                                "not part of the identity")
+
+    @model_validator(mode="after")
+    def _classical_only(self) -> DeepRppgOptions:
+        if self.crop != "tracked" or self.impl != "harness":
+            raise ValueError("crop and impl apply to the classical methods only (the deep model crops its own "
+                             "1.5x tracked face box)")
+        return self
 
 
 @register_solver("deep", tasks=("rppg",), kind="vision",
