@@ -203,3 +203,18 @@ def test_guided_inpainting_on_the_gpu(deepface):
     out = inpaint_guided(load_pipeline("inpaint", "tiny-random", "cuda"), img, mask, "a face",
                          loss=attribute_loss(net, img, 64), scale=0.2, seed=0, steps=2, size=64)
     assert np.array_equal(out[~mask], img[~mask])
+
+
+def test_precomputed_in_an_identity_tree_matches_within_the_identity_folder(shared_data, tmp_path):
+    from PIL import Image
+
+    from vision_models.faces.detect import load_image
+
+    src = shared_data("facenet_pytorch_aligned_faces") / "test_images_aligned"  # every file is 1.png
+    anon = tmp_path / "anon"
+    for d in sorted(src.iterdir()):
+        (anon / d.name).mkdir(parents=True)
+        Image.fromarray(load_image(d / "1.png")).save(anon / d.name / "1.png")
+    res = _run(src, "precomputed", tmp_path / "runs", dir=str(anon))
+    assert res.n_errors == 0, [r.error for r in res.records if r.error]
+    assert all(r.scores["sim"] == pytest.approx(1.0, abs=1e-6) for r in res.records)  # each to its own original

@@ -60,7 +60,12 @@ class PrecomputedAnonymisation(_Solver):
         return solver
 
     async def solve(self, sample: Sample) -> SolverOutput:
-        path = match_by_name(Path(self.opts.dir), Path(sample.inputs["images"]["image"]).name)  # type: ignore[attr-defined]
+        # The sample id is the original's path relative to the data root (`images/x.jpg`, `<identity>/1.png`):
+        # the same sub-folder under -S dir first (identity trees reuse names), else the flat folder.
+        rel = Path(sample.id)
+        root = Path(self.opts.dir)  # type: ignore[attr-defined]
+        folder = root / rel.parent if (root / rel.parent).is_dir() and rel.parent.name != "images" else root
+        path = match_by_name(folder, rel.name)
         ref = self.artifacts.put_image(load_image(path))
         return SolverOutput({"image": ref}, info={"source": path.name}, artifacts={"image": ref})
 
