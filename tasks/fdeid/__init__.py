@@ -96,6 +96,7 @@ class FdeidTask(Task):
             setlevel("auc", "auc", higher=False),
             setlevel("eer", "eer"),
             setlevel("tar_at_far_1", "tar_at_far_1", higher=False),
+            setlevel("tar_at_far_0_01", "tar_at_far_0_01", higher=False),
             setlevel("tar_at_far_0_1", "tar_at_far_0_1", higher=False),
             setlevel("tar_at_far_10", "tar_at_far_10", higher=False),
             setlevel("orig_auc", "orig_auc"),
