@@ -6,6 +6,7 @@ layouts are in `loaders.py`, the classical solvers in `solvers.py`, plots and br
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,8 +26,30 @@ def _pooled(records: Sequence[Record], key: str) -> list[float | None]:
     return out
 
 
-def _hr_metric(fn: Callable[[list, list], float]) -> Callable[[Sequence[Record]], float]:
-    return lambda records: fn(_pooled(records, "hr_pred"), _pooled(records, "hr_ref"))
+_ARRAYS: dict[int, tuple[weakref.ref, dict[str, np.ndarray]]] = {}
+
+
+def _pooled_array(records: Sequence[Record], key: str) -> np.ndarray:
+    """The per-window values of `key` of all records as one float array (None -> nan). The bootstrap
+    calls this for every replicate, so each record's array is built once, remembered by the record's
+    identity (a weak reference: a new record at a reused address is never mistaken for an old one)."""
+    parts = []
+    for r in records:
+        entry = _ARRAYS.get(id(r))
+        if entry is None or entry[0]() is not r:
+            if len(_ARRAYS) > 100_000:  # forget records that are gone
+                for k in [k for k, (ref, _) in _ARRAYS.items() if ref() is None]:
+                    del _ARRAYS[k]
+            entry = _ARRAYS[id(r)] = (weakref.ref(r), {})
+        memo = entry[1]
+        if key not in memo:
+            memo[key] = np.array([np.nan if v is None else v for v in r.scores.get(key) or []], dtype=np.float64)
+        parts.append(memo[key])
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _hr_metric(fn: Callable[[np.ndarray, np.ndarray], float]) -> Callable[[Sequence[Record]], float]:
+    return lambda records: fn(_pooled_array(records, "hr_pred"), _pooled_array(records, "hr_ref"))
 
 
 def _none_if_nan(values: Sequence[float | None]) -> list[float | None]:
