@@ -102,6 +102,16 @@ class RppgOptions(SolverOptions):
     max_frames: int | None = Field(None, gt=0, description="decode at most this many frames")
 
 
+def _inside_ray_worker() -> bool:
+    import sys
+
+    ray = sys.modules.get("ray")
+    try:
+        return ray is not None and ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE
+    except Exception:  # noqa: BLE001 - any doubt: not inside Ray
+        return False
+
+
 def usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -184,7 +194,7 @@ class RppgSolver(Solver):
         # video's decoder thread leaves part of a core idle, and 3 videos on 2 cores then finish in
         # ~1.5 video-times instead of 2 (two, then one alone).
         workers = min(int(ctx.concurrency), usable_cpus() + 1) if cls.use_processes else 1
-        if workers > 1:
+        if workers > 1 and not _inside_ray_worker():  # a Ray actor is already one of many processes
             solver.workers, solver._pool = workers, worker_pool(workers)
         return solver
 
