@@ -259,3 +259,16 @@ def test_landmarks_of_an_unchanged_image_agree(deepface):
     img = load_image(deepface / "img25.jpg")
     box = detect_face(img).box
     assert landmark_nme(landmarks_at(img, box), landmarks_at(img.copy(), box)) == 0.0
+
+
+def test_attribute_classifier_specs(deepface):
+    from vision_models.faces.attributes import load_attribute_classifier
+
+    with pytest.raises(HarnessError, match=r"weights missing: put the attribute network .* at /no/attrs.pt"):
+        load_attribute_classifier("torchscript:/no/attrs.pt?names=Male")
+    with pytest.raises(HarnessError, match="give the outputs' names"):
+        load_attribute_classifier("torchscript:/no/attrs.pt")
+    clf = load_attribute_classifier("tiny-random:3")
+    img = load_image(deepface / "img25.jpg")
+    preds = clf.predict([img, img], [detect_face(img)] * 2)
+    assert list(preds[0]) == ["attr0", "attr1", "attr2"] and preds[0] == preds[1]

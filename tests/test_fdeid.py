@@ -276,3 +276,71 @@ def test_lpips_and_fid_roles_with_tiny_random_nets(deepface, tmp_path):
     import math
 
     assert math.isnan(_value(plain, "lpips")) and math.isnan(_value(plain, "fid"))  # no net, no number
+
+
+# ---------------------------------------------------------------------------------- utility protocol
+def _celeba_style(deepface: Path, root: Path, attr_text: str | None = None, csv_text: str | None = None) -> Path:
+    (root / "CelebA-HQ-img").mkdir(parents=True)
+    for n in ("img5", "img12", "img25"):
+        os.symlink(deepface / "images" / f"{n}.jpg", root / "CelebA-HQ-img" / f"{n}.jpg")
+    if attr_text is not None:
+        (root / "CelebAMask-HQ-attribute-anno.txt").write_text(attr_text)
+    if csv_text is not None:
+        (root / "attributes.csv").write_text(csv_text)
+    return root
+
+
+def test_attribute_files_are_read_in_celeba_and_csv_form(tmp_path):
+    from tasks.fdeid.loader import read_attributes
+
+    (tmp_path / "a.txt").write_text("2\nMale Smiling\nimg5.jpg 1 -1\nimg12.jpg -1 1\n")
+    assert read_attributes(tmp_path / "a.txt") == {"img5.jpg": {"Male": 1.0, "Smiling": 0.0},
+                                                   "img12.jpg": {"Male": 0.0, "Smiling": 1.0}}
+    (tmp_path / "b.txt").write_text("1\nMale Smiling\nimg5.jpg 1\n")
+    with pytest.raises(DataError, match="b.txt: line 3: expected a file name and 2 values"):
+        read_attributes(tmp_path / "b.txt")
+    (tmp_path / "c.csv").write_text("file,age,Male\nimg5.jpg,31,1\n")
+    assert read_attributes(tmp_path / "c.csv") == {"img5.jpg": {"age": 31.0, "Male": 1.0}}
+
+
+def test_attribute_metrics_by_hand():
+    from harness.core import Record
+    from tasks.fdeid.utility import age_mae, attr_accuracy, attr_preservation
+
+    def rec(labels, orig, prot):
+        return Record("x", "test", {"attributes": labels}, scores={"attr_orig": orig, "attr_prot": prot})
+
+    recs = [rec({"Male": 1, "age": 30}, {"Male": 2.0, "age": 28.0}, {"Male": -1.0, "age": 35.0}),
+            rec({"Male": 0, "age": 50}, {"Male": -3.0, "age": 52.0}, {"Male": -0.5, "age": 49.0})]
+    assert attr_accuracy("attr_prot")(recs) == 0.5  # first flips to 'not male' (wrong), second stays right
+    assert attr_accuracy("attr_orig")(recs) == 1.0
+    assert attr_preservation(recs) == 0.5
+    assert age_mae(recs) == pytest.approx((5 + 1) / 2)
+
+
+def test_utility_protocol_end_to_end_with_a_torchscript_classifier(deepface, tmp_path):
+    torch = pytest.importorskip("torch")
+
+    class Constant(torch.nn.Module):  # says 'male' (logit 1) and 30 years for every face
+        def forward(self, x):
+            return torch.tensor([[1.0, 30.0]]).repeat(x.shape[0], 1)
+
+    path = tmp_path / "attrs.pt"
+    torch.jit.script(Constant()).save(str(path))
+    root = _celeba_style(deepface, tmp_path / "celebahq",
+                         csv_text="file,Male,age\nimg5.jpg,1,40\nimg12.jpg,0,30\nimg25.jpg,1,25\n")
+    res = _run(root, "blur", tmp_path / "runs", roles=(f"attributes=torchscript:{path}?names=Male,age&size=32",))
+    assert res.config.protocol == "attributes"
+    assert res.n_errors == 0, [r.error for r in res.records if r.error]
+    assert _value(res, "attr_accuracy") == pytest.approx(2 / 3)
+    assert _value(res, "attr_preservation") == 1.0
+    assert _value(res, "age_mae") == pytest.approx((10 + 0 + 5) / 3)
+    assert 0 < _value(res, "ssim") < 1 and _value(res, "landmark_nme") > 0
+
+
+def test_utility_protocol_without_a_classifier_reports_nan_attributes(deepface, tmp_path):
+    import math
+
+    root = _celeba_style(deepface, tmp_path / "celebahq", attr_text="3\nMale\nimg5.jpg 1\nimg12.jpg -1\nimg25.jpg 1\n")
+    res = _run(root, "identity", tmp_path / "runs")
+    assert math.isnan(_value(res, "attr_accuracy")) and _value(res, "ssim") == 1.0

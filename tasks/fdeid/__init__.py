@@ -24,6 +24,7 @@ from tasks.fdeid.scorer import (
     recognizer_table,
     ten_fold_accuracy,
 )
+from tasks.fdeid.utility import ImageUtility, age_mae, attr_accuracy, attr_preservation
 
 DEFAULT_RECOGNIZER = "dlib"
 
@@ -35,11 +36,12 @@ class FdeidTask(Task):
         "lfw": "LFW View 2: pairs.txt (10 folds x 300 + 300 pairs) beside <Name>/<Name>_NNNN.jpg images",
         "folders": "identity folders ROOT/<identity>/<image>: all genuine pairs + as many seeded impostors",
         "pairs-csv": "a labelled pairs CSV (deepface master.csv: file_x,file_y,Decision) beside images/",
+        "attributes": "utility: CelebA-HQ/FFHQ-style images + attribute file (CelebA format or attributes.csv)",
     }
     default_protocol = "folders"
     default_solver = "blur"
     data_folder = "fdeid"
-    roles = {"recognizer": DEFAULT_RECOGNIZER, "lpips": "none", "fid": "none"}
+    roles = {"recognizer": DEFAULT_RECOGNIZER, "lpips": "none", "fid": "none", "attributes": "none"}
     version = "1"
     scorer_version = "2"  # 2: landmark NME
 
@@ -61,7 +63,13 @@ class FdeidTask(Task):
     async def ascore(self, sample: Sample, prediction: JSON, ctx: ScoreContext) -> dict[str, JSON]:
         role = ctx.roles.get("recognizer")
         spec = role.model if role is not None else DEFAULT_RECOGNIZER
-        lpips, fid = (ctx.roles[n].model if n in ctx.roles else "none" for n in ("lpips", "fid"))
+        lpips, fid, attrs = (ctx.roles[n].model if n in ctx.roles else "none" for n in ("lpips", "fid", "attributes"))
+        if isinstance(sample.target, dict) and "attributes" in sample.target:  # the utility protocol
+            util: ImageUtility = ctx.resource(f"fdeid-utility:{attrs}:{lpips}",
+                                              lambda: ImageUtility.build(attrs, lpips))
+            if ctx.artifacts is None:
+                raise HarnessError("fdeid scoring needs the run's artifact store (protected images)")
+            return await ctx.run_cpu(util.score, sample.target, prediction, ctx.artifacts.load_image)
         scorer: PairScorer = ctx.resource(f"fdeid-recognizer:{spec}:{lpips}:{fid}",
                                           lambda: PairScorer.from_spec(spec, lpips=lpips, fid=fid))
         store = ctx.artifacts
@@ -83,6 +91,18 @@ class FdeidTask(Task):
         # reference reports them: no bootstrap. SSIM/PSNR are means over images and get a CI.
         def setlevel(name: str, key: str, higher: bool = True) -> Metric:
             return Metric(name, privacy_metric(key), higher_is_better=higher, resample="none")
+
+        if protocol == "attributes":
+            return [
+                Metric("attr_preservation", attr_preservation),
+                Metric("attr_accuracy", attr_accuracy("attr_prot")),
+                Metric("attr_accuracy_orig", attr_accuracy("attr_orig")),
+                Metric("age_mae", age_mae, higher_is_better=False),
+                Metric("ssim", per_image_mean("ssim")),
+                Metric("psnr", per_image_mean("psnr")),
+                Metric("landmark_nme", per_image_mean("nme"), higher_is_better=False),
+                Metric("lpips", per_image_mean("lpips"), higher_is_better=False),
+            ]
 
         lfw = [
             Metric("orig_verification_accuracy_10fold", ten_fold_accuracy("orig_sim"), resample="none"),

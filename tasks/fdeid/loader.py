@@ -8,6 +8,8 @@
   as many impostor pairs drawn with a fixed seed, or every pair when there are fewer than 5,000 in all.
 - `pairs-csv`: a CSV of labelled pairs (deepface's `master.csv`: `file_x,file_y,Decision` with Yes/No,
   paths relative to the CSV's folder or its `images/`).
+- `attributes` (utility): a CelebA-HQ/FFHQ-style flat folder with an attribute file (CelebA's text format
+  or `attributes.csv`); one sample per image, scored for attribute preservation and quality.
 
 A sample is one pair: `inputs["images"]` and `target` both hold the two absolute image paths (the scorer reads the
 originals from the target, since `harness score` re-scores from samples.jsonl, which holds no inputs),
@@ -163,9 +165,58 @@ def csv_samples(root: Path) -> list[Sample]:
     return samples
 
 
+# ----------------------------------------------------------------------------------------- attributes
+ATTRIBUTE_FILES = ("CelebAMask-HQ-attribute-anno.txt", "list_attr_celeba.txt", "attributes.csv")
+ATTRIBUTE_IMAGE_DIRS = ("CelebA-HQ-img", "img_align_celeba", "images", ".")
+
+
+def attribute_file(root: Path) -> Path | None:
+    return next((root / n for n in ATTRIBUTE_FILES if (root / n).is_file()), None)
+
+
+def read_attributes(path: Path) -> dict[str, dict[str, float]]:
+    """file name -> {attribute: value}: CelebA's text format (count, names, `file v1 v2 ...` with +-1,
+    stored as 1/0) or a CSV with a `file` column and numeric attribute columns (e.g. age)."""
+    out: dict[str, dict[str, float]] = {}
+    if path.suffix == ".csv":
+        for i, row in enumerate(read_csv_rows(path, required=("file",))):
+            try:
+                out[row["file"]] = {k: float(v) for k, v in row.items() if k != "file" and v != ""}
+            except ValueError:
+                raise DataError(f"{path}: row {i + 2}: attribute values must be numbers") from None
+        return out
+    lines = read_text(path).splitlines()
+    if len(lines) < 2:
+        raise DataError(f"{path}: expected a count line and a line of attribute names")
+    names = lines[1].split()
+    for i, line in enumerate(lines[2:], start=3):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != len(names) + 1 or any(v not in ("1", "-1") for v in parts[1:]):
+            raise DataError(f"{path}: line {i}: expected a file name and {len(names)} values of 1/-1")
+        out[parts[0]] = {n: 1.0 if v == "1" else 0.0 for n, v in zip(names, parts[1:], strict=True)}
+    return out
+
+
+def attribute_samples(root: Path) -> list[Sample]:
+    """One sample per labelled image (utility protocol: attribute preservation and quality)."""
+    path = attribute_file(root)
+    if path is None:
+        raise DataError(f"{root}: no attribute file ({', '.join(ATTRIBUTE_FILES)})")
+    labels = read_attributes(path)
+    folder = next((root / d for d in ATTRIBUTE_IMAGE_DIRS if (root / d).is_dir()
+                   and any((root / d / n).is_file() for n in list(labels)[:50])), root)
+    return [Sample(f"{folder.name}/{name}", inputs={"images": {"image": str(folder / name)}},
+                   target={"image": str(folder / name), "attributes": attrs})
+            for name, attrs in sorted(labels.items())]
+
+
 def detect_layout(root: Path) -> str | None:
     if (root / "pairs.txt").is_file():
         return "lfw"
+    if attribute_file(root) is not None:
+        return "attributes"
     if pairs_csv(root) is not None:
         return "pairs-csv"
     if root.is_dir() and any(p.is_dir() for p in root.iterdir()):
@@ -173,4 +224,4 @@ def detect_layout(root: Path) -> str | None:
     return None
 
 
-LOADERS = {"lfw": lfw_samples, "folders": folder_samples, "pairs-csv": csv_samples}
+LOADERS = {"lfw": lfw_samples, "folders": folder_samples, "pairs-csv": csv_samples, "attributes": attribute_samples}

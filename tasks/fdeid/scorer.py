@@ -169,8 +169,8 @@ def per_image_mean(score: str) -> Callable[[Sequence[Record]], float]:
 
     def fn(records: Sequence[Record]) -> float:
         values: dict[str, float] = {}
-        for r in _scored(records):
-            for side in ("a", "b"):
+        for r in records:  # pairs have sides a and b; the utility protocol's single images, "image"
+            for side in ("a", "b", "image"):
                 if f"{score}_{side}" in r.scores:
                     values[str(r.target[side])] = float(r.scores[f"{score}_{side}"])
         return float(np.mean(list(values.values()))) if values else float("nan")
