@@ -2,8 +2,11 @@
 
 Samples are verification pairs (`loader.py`: LFW pairs.txt, identity folders, or a pairs CSV);
 solvers are protections that write protected images as artifacts (`solvers.py`); the scorer embeds
-originals and protected images with the `recognizer` role (dlib by default) and reports privacy
-(verification before/after, PSR, AUC, EER, TAR@FAR) and quality (SSIM, PSNR) (`scorer.py`).
+originals and protected images with the `recognizer` role (dlib by default; `recognizer2`... side by
+side) and reports privacy (verification before/after, PSR, AUC, EER, TAR@FAR), quality (SSIM, PSNR,
+LPIPS and FID with the `lpips`/`fid` roles) and landmark NME (`scorer.py`). The `attributes` protocol
+scores single labelled images for attribute preservation instead (`utility.py`); the Pareto plot of
+PSR vs SSIM over runs is built from the leaderboard (`report.py`).
 """
 
 from __future__ import annotations
