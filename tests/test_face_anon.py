@@ -218,3 +218,14 @@ def test_precomputed_in_an_identity_tree_matches_within_the_identity_folder(shar
     res = _run(src, "precomputed", tmp_path / "runs", dir=str(anon))
     assert res.n_errors == 0, [r.error for r in res.records if r.error]
     assert all(r.scores["sim"] == pytest.approx(1.0, abs=1e-6) for r in res.records)  # each to its own original
+
+
+def test_a_latin1_or_truncated_identities_file_is_a_data_error(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "identities.csv").write_bytes("file,identity_id\na.jpg,Jos\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match="identities.csv: not utf-8"):
+        image_samples(tmp_path)
+    (tmp_path / "identities.csv").write_text("file,identity_id\na.jpg\n")
+    with pytest.raises(DataError, match="identities.csv: row 2 has fewer fields"):
+        image_samples(tmp_path)

@@ -13,10 +13,10 @@ the order of a folder listing.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from harness.core import DataError, Sample
+from harness.datafiles import read_csv_rows, read_text
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -27,14 +27,11 @@ def _images(folder: Path) -> list[Path]:
 
 def _identity_table(root: Path) -> dict[str, str]:
     ids: dict[str, str] = {}
-    if (root / "identities.csv").is_file():
-        with (root / "identities.csv").open(newline="") as f:
-            for row in csv.DictReader(f):
-                if "file" not in row or "identity_id" not in row:
-                    raise DataError(f"{root / 'identities.csv'}: expected columns file,identity_id")
-                ids[Path(row["file"]).name] = row["identity_id"]
+    if (root / "identities.csv").is_file():  # bad encoding, missing columns, truncated rows: DataErrors
+        for row in read_csv_rows(root / "identities.csv", required=("file", "identity_id")):
+            ids[Path(row["file"]).name] = row["identity_id"]
     elif (root / "identity_CelebA.txt").is_file():
-        for i, line in enumerate((root / "identity_CelebA.txt").read_text().splitlines()):
+        for i, line in enumerate(read_text(root / "identity_CelebA.txt").splitlines()):
             parts = line.split()
             if len(parts) != 2:
                 raise DataError(f"{root / 'identity_CelebA.txt'}: line {i + 1}: expected '<file> <identity>'")
