@@ -105,3 +105,18 @@ def test_runs_on_cuda_and_matches_cpu() -> None:
     gpu = TorchRppgModel(Tiny3D(), input_size=(32, 32), chunk_len=32, batch_size=4, device="cuda")
     assert next(gpu.module.parameters()).is_cuda
     np.testing.assert_allclose(gpu.predict_frames(frames), cpu, atol=1e-3)
+
+
+def test_short_videos_are_reported_or_refused(tmp_path: Path) -> None:
+    from harness.core import DataError
+
+    raw = make_pulse_video(tmp_path / "raw.avi", 72, 4.0, size=(64, 48), face=False, codec="rawvideo").path
+    data = raw.read_bytes()
+    model = TorchRppgModel(Tiny3D(), input_size=(16, 16), chunk_len=30, device="cpu")
+    (tmp_path / "short.avi").write_bytes(data[: int(len(data) * 0.95)])
+    out = model.predict_video(tmp_path / "short.avi", roi="full")
+    assert "of 120 frames" in out.info["decode_warning"] and len(out.bvp) < 120
+    assert model.predict_video(raw, roi="full").info == {}
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) // 3])
+    with pytest.raises(DataError, match=r"cut.avi: decoded \d+ of 120 frames"):
+        model.predict_video(tmp_path / "cut.avi", roi="full")

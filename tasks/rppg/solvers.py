@@ -355,4 +355,4 @@ class DeepRppgSolver(RppgSolver):
             raise HarnessError(f"{path}: unknown frame rate")
         bvp = np.cumsum(out.bvp) if out.diff else out.bvp
         missing = float(1.0 - out.face_found.mean()) if len(out.face_found) else 1.0
-        return bvp, fps, missing, len(bvp), {}
+        return bvp, fps, missing, len(bvp), dict(out.info or {})

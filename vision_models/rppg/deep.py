@@ -36,6 +36,7 @@ class DeepBVP:
     fps: float
     face_found: np.ndarray
     diff: bool
+    info: dict[str, Any] | None = None  # e.g. {"decode_warning": ...} for a slightly short video
 
 
 def normalize_chunk(frames: np.ndarray, kinds: tuple[str, ...], next_frame: np.ndarray | None = None) -> np.ndarray:
@@ -180,7 +181,7 @@ class TorchRppgModel:
         Frames with no face box (before the first detection, or after the box went stale) repeat the
         previous crop (black before the first) and are marked in `face_found`."""
         from .roi import FaceTracker, load_cv2
-        from .video import open_frames
+        from .video import check_decode, open_frames
 
         cv2 = load_cv2()
 
@@ -201,4 +202,7 @@ class TorchRppgModel:
                 yield last
 
         bvp = self.predict_frames(crops())
-        return DeepBVP(bvp, stream.fps, np.array(found, dtype=bool), self.output_is_diff)
+        stopped_early = max_frames is not None and len(found) >= max_frames
+        warning = None if stopped_early else check_decode(stream, len(found))  # far too short: DataError
+        return DeepBVP(bvp, stream.fps, np.array(found, dtype=bool), self.output_is_diff,
+                       {"decode_warning": warning} if warning else {})
