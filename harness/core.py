@@ -200,6 +200,12 @@ class ScoreContext:
                 self._resources[key] = factory()
             return self._resources[key]
 
+    async def aresource(self, key: str, factory: Callable[[], R]) -> R:
+        """`resource`, with the factory (loading a model) run off the event loop."""
+        if key in self._resources:
+            return self._resources[key]
+        return await self.run_cpu(self.resource, key, factory)
+
     async def run_cpu(self, fn: Callable[..., R], *args: Any) -> R:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 

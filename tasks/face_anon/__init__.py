@@ -42,7 +42,8 @@ class FaceAnonTask(Task):
         fid_role = ctx.roles.get("fid")
         spec = rec.model if rec is not None else "dlib"
         fid_spec = fid_role.model if fid_role is not None else "none"
-        scorer: ImageScorer = ctx.resource(f"face_anon:{spec}:{fid_spec}", lambda: ImageScorer.build(spec, fid_spec))
+        scorer: ImageScorer = await ctx.aresource(f"face_anon:{spec}:{fid_spec}",
+                                                  lambda: ImageScorer.build(spec, fid_spec))
         if ctx.artifacts is None:
             raise HarnessError("face_anon scoring needs the run's artifact store (protected images)")
         return await ctx.run_cpu(scorer.score, sample.target, prediction, ctx.artifacts.load_image)

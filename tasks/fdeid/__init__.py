@@ -68,12 +68,12 @@ class FdeidTask(Task):
         spec = role.model if role is not None else DEFAULT_RECOGNIZER
         lpips, fid, attrs = (ctx.roles[n].model if n in ctx.roles else "none" for n in ("lpips", "fid", "attributes"))
         if isinstance(sample.target, dict) and "attributes" in sample.target:  # the utility protocol
-            util: ImageUtility = ctx.resource(f"fdeid-utility:{attrs}:{lpips}",
+            util: ImageUtility = await ctx.aresource(f"fdeid-utility:{attrs}:{lpips}",
                                               lambda: ImageUtility.build(attrs, lpips))
             if ctx.artifacts is None:
                 raise HarnessError("fdeid scoring needs the run's artifact store (protected images)")
             return await ctx.run_cpu(util.score, sample.target, prediction, ctx.artifacts.load_image)
-        scorer: PairScorer = ctx.resource(f"fdeid-recognizer:{spec}:{lpips}:{fid}",
+        scorer: PairScorer = await ctx.aresource(f"fdeid-recognizer:{spec}:{lpips}:{fid}",
                                           lambda: PairScorer.from_spec(spec, lpips=lpips, fid=fid))
         store = ctx.artifacts
         if store is None:
@@ -82,7 +82,7 @@ class FdeidTask(Task):
         # Further recognisers (--role recognizer2=arcface:/w/r100.onnx ...) are reported side by side.
         for name in sorted((n for n in ctx.roles if re.fullmatch(r"recognizer\d+", n)), key=lambda n: int(n[10:])):
             extra_spec = ctx.roles[name].model
-            other: PairScorer = ctx.resource(f"fdeid-recognizer-noquality:{extra_spec}",
+            other: PairScorer = await ctx.aresource(f"fdeid-recognizer-noquality:{extra_spec}",
                                              lambda s=extra_spec: PairScorer.from_spec(s, quality=False))
             more = await ctx.run_cpu(other.score_pair, sample.target, prediction, store.load_image)
             scores.update({f"{k}@{name}": more[k] for k in ("orig_sim", "prot_sim", "prot_sim_lmk")})
