@@ -24,7 +24,11 @@ from harness.core import HarnessError
 
 KINDS = ("inpaint", "instruct-pix2pix", "sdedit")
 _PIPES: dict[tuple[str, str, str], Any] = {}
-_LOCK = threading.Lock()
+BUILD_LOCK = threading.RLock()
+"""Serialises every pipeline construction in the process (and guards `_PIPES`): diffusers resolves its
+pipeline classes by lazy imports that are not thread-safe, so two pipelines built at once from two threads
+fail with "module 'diffusers' has no attribute ...". Re-entrant, so callers that build more around a
+pipeline (`vision_models.diffusion_editors.load_editor`) hold it across their own construction too."""
 _CORPUS = [
     "a photo of a person's face", "a portrait of a smiling woman", "a man with glasses and a beard",
     "make it snowy", "turn the sky into a sunset", "add a hat", "a painting in the style of van gogh",
@@ -91,12 +95,19 @@ def _pipeline_class(kind: str) -> Any:
 
 
 def load_pipeline(kind: str, spec: str, dev: str | None = None) -> Any:
-    """A cached pipeline of `kind` from `spec` (`tiny-random[:SEED]`, a folder, or a hub name in the cache)."""
+    """A cached pipeline of `kind` from `spec` (`tiny-random[:SEED]`, a folder, or a hub name in the cache).
+
+    Construction runs under `BUILD_LOCK` (one build at a time per process); a cached pipeline is returned
+    without building anything."""
     dev = dev or device()
     key = (kind, spec, dev)
-    with _LOCK:
-        if key in _PIPES:
-            return _PIPES[key]
+    with BUILD_LOCK:
+        if key not in _PIPES:
+            _PIPES[key] = _build_pipeline(kind, spec, dev)
+        return _PIPES[key]
+
+
+def _build_pipeline(kind: str, spec: str, dev: str) -> Any:
     cls = _pipeline_class(kind)
     name, _, arg = spec.partition(":")
     if name == "tiny-random":
@@ -115,9 +126,7 @@ def load_pipeline(kind: str, spec: str, dev: str | None = None) -> Any:
                 f"Face cache first) or pass tiny-random for a smoke run ({type(exc).__name__}: {exc})") from None
     pipe = pipe.to(dev)
     pipe.set_progress_bar_config(disable=True)
-    with _LOCK:
-        _PIPES.setdefault(key, pipe)
-        return _PIPES[key]
+    return pipe
 
 
 Box = tuple[int, int, int, int]

@@ -32,7 +32,6 @@ from harness.core import HarnessError
 KIND_NAMES = {"instruct-pix2pix": "instruct-pix2pix", "sd-inpaint": "inpaint", "sdedit": "sdedit"}
 SETTINGS = ("steps", "guidance", "image_guidance", "strength", "size")
 _EDITORS: dict[str, Editor] = {}
-_BUILD_LOCK = threading.Lock()  # one build at a time: diffusers' lazy imports are not thread-safe
 
 
 @dataclass(frozen=True)
@@ -241,11 +240,11 @@ class Editor:
 
 def load_editor(text: str, device: str | None = None) -> Editor:
     """One Editor per spec (and device) per process; model weights frozen (attacks need input gradients only)."""
-    from vision_models.diffusion import load_pipeline
+    from vision_models.diffusion import BUILD_LOCK, load_pipeline
 
     spec = parse_editor_spec(text)
     key = f"{text}|{device}"
-    with _BUILD_LOCK:
+    with BUILD_LOCK:  # the process-wide pipeline-construction lock (re-entrant; load_pipeline takes it too)
         if key not in _EDITORS:
             pipe = load_pipeline(spec.kind, spec.model, device)
             for name in ("vae", "unet", "text_encoder"):
