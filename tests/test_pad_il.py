@@ -76,6 +76,49 @@ def test_incremental_accuracy_matrix_and_bwt_by_hand():
     assert final.compute(records) == pytest.approx(1 / 3)
 
 
+def test_unseen_domain_hter_by_hand():
+    import dataclasses
+
+    task = PadIlTask()
+    good = [(0.9, 1), (0.8, 1), (0.1, 0), (0.2, 0)]  # HTER 0
+    flat = [(0.5, 1), (0.5, 1), (0.5, 0), (0.5, 0)]  # HTER 0.5
+    inverted = [(0.1, 1), (0.2, 1), (0.9, 0), (0.8, 0)]  # HTER 1
+
+    def unseen(fold, domain, pairs):
+        return [dataclasses.replace(_rec(fold, domain, s, y, i), split="unseen") for i, (s, y) in enumerate(pairs)]
+
+    seen = ([_rec("1:M", "M", s, y, i) for i, (s, y) in enumerate(good)]
+            + [_rec("2:C", d, s, y, i) for d in "MC" for i, (s, y) in enumerate(good)]
+            + [_rec("3:I", d, s, y, i) for d in "MCI" for i, (s, y) in enumerate(good)])
+    # step 1: C 0.0, I 0.5 -> 0.25; step 2: I 1.0 -> 1.0; step 3: nothing unseen
+    records = seen + unseen("1:M", "C", good) + unseen("1:M", "I", flat) + unseen("2:C", "I", inverted)
+    report = task.report(records, "il", None)
+    assert report["hter_unseen"]["steps"] == ["1:M", "2:C"]
+    assert report["hter_unseen"]["domains"] == ["C", "I"]
+    assert report["hter_unseen"]["matrix"] == [[0.0, 0.5], [None, 1.0]]
+    assert report["hter_unseen"]["mean"] == pytest.approx([0.25, 1.0])
+    metrics = {m.name: m for m in task.metrics("il")}
+    unseen_metric = metrics["hter_unseen"]
+    assert unseen_metric.splits == ("unseen",)
+    assert unseen_metric.compute([r for r in records if r.split == "unseen"]) == pytest.approx((0.25 + 1.0) / 2)
+    # the seen-domain matrix and BWT ignore the unseen records
+    assert report["hter"]["matrix"] == [[0.0, None, None], [0.0, 0.0, None], [0.0, 0.0, 0.0]]
+    assert metrics["hter"].splits == ("test",) and metrics["bwt_hter"].splits == ("test",)
+
+
+def test_incremental_folds_solve_the_unseen_domains_test_videos(tmp_path):
+    write_all(tmp_path)
+    folds = PadIlTask().folds(tmp_path, "il")
+    assert [f.name for f in folds] == ["1:M", "2:C", "3:I", "4:O"]
+    by_domain = {d: {s.id for f in folds for s in f.test if s.groups["domain"] == d} for d in "MCIO"}
+    for t, fold in enumerate(folds):
+        unseen = list(fold.splits.get("unseen", []))
+        assert {s.groups["domain"] for s in unseen} == set("MCIO"[t + 1:])
+        assert {s.id for s in unseen} == set().union(*(by_domain[d] for d in "MCIO"[t + 1:]))
+        assert not {s.id for s in unseen} & {s.id for s in fold.test}
+    assert "unseen" not in folds[-1].splits
+
+
 def test_oulu_protocol_files_folds_and_dev_split(tmp_path):
     write_oulu(tmp_path, phones=(1, 2, 3))
     task = PadIlTask()
@@ -130,8 +173,13 @@ def test_incremental_run_end_to_end(tmp_path, solver):
     assert rc in (0, None)
     (run_dir,) = (tmp_path / "runs").glob("pad_il-*")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["n_errors"] == 0 and metrics["n_samples"] == 8 + 20 + 28 + 48
+    assert metrics["n_errors"] == 0 and metrics["n_samples"] == 8 + 20 + 28 + 48 + (40 + 28 + 20)
     matrix = metrics["report"]["hter"]["matrix"]
+    unseen = metrics["report"]["hter_unseen"]
+    assert unseen["steps"] == ["1:M", "2:C", "3:I"] and unseen["domains"] == ["C", "I", "O"]
+    assert [sum(v is not None for v in row) for row in unseen["matrix"]] == [3, 2, 1]
+    expected = np.mean([np.nanmean([v for v in row if v is not None]) for row in unseen["matrix"]])
+    assert metrics["metrics"]["hter_unseen"]["value"] == pytest.approx(expected)
     assert metrics["report"]["hter"]["domains"] == ["M", "C", "I", "O"]
     assert [sum(v is not None for v in row) for row in matrix] == [1, 2, 3, 4]
     if solver == "majority":

@@ -10,6 +10,10 @@ scores (the prediction holds both). Metric definitions are in `padmetrics.py`, p
 - `il`: after the last step, the mean over domains of `hter` (headline) and `auc`; `bwt_hter` = mean over
   earlier domains of (final HTER - HTER just after learning it) (positive = forgetting, as HTER is an
   error); the report holds the step x domain HTER and AUC matrices and the per-step seen-domain mean.
+  Unseen domains: after every step but the last, the test videos of the domains not learned yet are
+  solved too (split `unseen`); `hter_unseen` = mean over those steps of the mean unseen-domain HTER (each
+  domain at the EER threshold of its own scores), and the report's `hter_unseen` holds the step x domain
+  matrix and the per-step mean. No CI for it (the core resamples only test records).
 """
 
 from __future__ import annotations
@@ -104,6 +108,20 @@ def bwt_hter(records: Sequence[Record]) -> float:
     return backward_transfer(matrix)
 
 
+def unseen_by_step(records: Sequence[Record]) -> tuple[list[str], list[str], list[list[float | None]], list[float]]:
+    """(steps, domains, matrix, per-step mean) of the HTER on the domains not learned yet, from the
+    `unseen` records; steps without unseen domains (the last) are absent."""
+    matrix, steps, domains = accuracy_matrix(_ordered(records), hter_of)
+    return steps, domains, matrix, seen_average(matrix)
+
+
+def hter_unseen(records: Sequence[Record]) -> float:
+    """Mean over steps that have unseen domains of (mean over those domains of the HTER, each at the EER
+    threshold of its own scores); `records` are the `unseen` split's."""
+    means = [m for m in unseen_by_step(records)[3] if not math.isnan(m)]
+    return sum(means) / len(means) if means else math.nan
+
+
 class PadIlTask(Task):
     name: ClassVar[str] = "pad_il"
     description: ClassVar[str] = "Face anti-spoofing: OULU-NPU ACER, cross-dataset HTER/AUC, domain-incremental BWT"
@@ -183,6 +201,10 @@ class PadIlTask(Task):
             Metric("hter", _final(hter_of), higher_is_better=False, scale=100.0),
             Metric("auc", _final(auc_of), scale=100.0),
             Metric("bwt_hter", bwt_hter, higher_is_better=False, scale=100.0),
+            # the unseen split is not resampled by the core (only test/probe are): no CI rather than a
+            # zero-width one
+            Metric("hter_unseen", hter_unseen, higher_is_better=False, scale=100.0, splits=("unseen",),
+                   resample="none"),
         ]
 
     def report(self, records: Sequence[Record], protocol: str, out_dir: Path) -> dict[str, Any]:
@@ -193,6 +215,9 @@ class PadIlTask(Task):
                 matrix, steps, domains = accuracy_matrix(_ordered(ok), fn)
                 out[name] = {"steps": steps, "domains": domains, "matrix": matrix,
                              "seen_mean": seen_average(matrix), "bwt": backward_transfer(matrix)}
+            unseen = [r for r in records if r.ok and getattr(r, "split", "test") == "unseen"]
+            steps, domains, matrix, means = unseen_by_step(unseen)
+            out["hter_unseen"] = {"steps": steps, "domains": domains, "matrix": matrix, "mean": means}
             return out
         by_fold: dict[str, list[Record]] = {}
         for r in ok:

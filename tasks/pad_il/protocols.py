@@ -8,7 +8,9 @@
   test on the held-out domain's test split (O&C&I -> M style); HTER at the test EER threshold, AUC.
 - `il`: domain-incremental, rehearsal-free. Steps follow the order M, C, I, O (the domains present);
   step t fits the train split of its domain on the SAME solver state, and is tested on the test splits of
-  every domain seen so far (`groups["domain"]`). Steps are named `<t>:<letter>`.
+  every domain seen so far (`groups["domain"]`). Steps are named `<t>:<letter>`. The test splits of the
+  domains of the sequence not learned yet are solved too, as the step's `unseen` split (every step but the
+  last): the unseen-domain HTER of the current model (its cross-dataset generalisation).
 """
 
 from __future__ import annotations
@@ -75,5 +77,7 @@ def il_folds(root: Path, order: tuple[str, ...] = IL_ORDER) -> list[Fold]:
         seen = steps[:t]
         test = [v for d in seen for v in videos[d] if v.split == "test"]
         train = [v for v in videos[letter] if v.split == "train"]
-        folds.append(Fold(f"{t}:{letter}", _samples(test), train=_samples(train)))
+        unseen = [v for d in steps[t:] for v in videos[d] if v.split == "test"]
+        folds.append(Fold(f"{t}:{letter}", _samples(test), train=_samples(train),
+                          splits={"unseen": _samples(unseen)} if unseen else {}))
     return folds
