@@ -104,6 +104,21 @@ def _immunization(root: Path) -> Path:
     return write_example_folder(root, n=2, masks=True, prompts_per_image=2)
 
 
+def _face_anon_celeba(root: Path) -> Path:
+    """A CelebA-HQ-style flat folder: images under images/ and CelebA's `identity_CelebA.txt`."""
+    import numpy as np
+    from PIL import Image
+
+    (root / "images").mkdir()
+    lines = []
+    for i in range(6):
+        name = f"{i + 1:06d}.jpg"
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(root / "images" / name)
+        lines.append(f"{name} {100 + i // 2}")
+    (root / "identity_CelebA.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
 FIXTURES: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "sarcasm": ("sarcasm", _sarcasm),
     "sarcasm++": ("sarcasm", _sarcasm_plus_plus),
@@ -118,6 +133,8 @@ FIXTURES: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "fdeid-lfw": ("fdeid", _shared_copy("lfw_pairs_protocol")),
     "fdeid-pairs-csv": ("fdeid", _shared_copy("deepface_verification_pairs")),
     "immunization": ("immunization", _immunization),
+    "face_anon-identities-csv": ("face_anon", _shared_copy("deepface_verification_pairs")),
+    "face_anon-celeba": ("face_anon", _face_anon_celeba),
 }
 
 
