@@ -164,34 +164,80 @@ def _sample(target):
 
 
 # -- CLIP solvers ---------------------------------------------------------------------------------------
+# Exp-CLIP models/Text.py `expression_ensemble_five`, written out here independently of tasks/emocap/prompts.py
+ENSEMBLE_FIVE = ("an expression of {}.", "a photo of a face with an expression of {}.",
+                 "a photo radiating {} in a person.", "a photo showing someone immersed in {}.",
+                 "a photo capturing {} within an individual.")
+SADNESS_FIVE = ("an expression of sadness.", "a cropped photo emphasizing a face expressing sadness.",
+                "a photo exuding sadness in a person.", "a photo showing someone immersed in sadness.",
+                "a photo capturing sadness within an individual.")
+
+
+def test_exp_clip_prompt_sets_are_its_texts():
+    from tasks.emocap.prompts import class_prompts, prompts_for
+
+    assert prompts_for("sadness", "ensemble") == list(SADNESS_FIVE)
+    assert prompts_for("fear", "ensemble") == [t.format("fear") for t in ENSEMBLE_FIVE]
+    assert prompts_for("neutral", "name") == ["neutral."]
+    assert prompts_for("anger", "expression") == ["an expression of anger."]
+    assert prompts_for("anger", "single") == ["a photo of a face with an expression of anger."]
+    ten = class_prompts(("happiness", "sadness", "neutral", "anger", "anxiety"), "ensemble10")
+    assert [len(p) for p in ten] == [10] * 5
+    assert ten[0][5] == "a photo of a face exuding happiness."
+    assert ten[0][9] == "a clean photo showcasing a person's happiness."
+    assert ten[1][:5] == list(SADNESS_FIVE) and ten[1][8] == "a photo of a face with an expression of sadness."
+    assert ten[2][7] == "a good photo capturing someone's neutral state."
+    assert ten[3][5:] == ["a photo of a face displaying anger.", "a photo of a person embodying anger.",
+                          "a good photo capturing someone's anger.",
+                          "a cropped photo emphasizing a face expressing anger.",
+                          "a clean photo showcasing a person's angry expression."]
+    assert ten[4][9] == "a clean photo showcasing a person's anxious expression."
+
+
 def test_zero_shot_logits_are_scale_times_image_text_averaged_over_prompts(tmp_path):
     import open_clip
     import torch
-
-    from tasks.emocap.prompts import PROMPT_SETS
 
     write_rafdb(tmp_path, n_train=0, n_test=5)
     task = EmocapTask()
     (fold,) = task.folds(tmp_path, "rafdb")
     solver = make_solver(task, "clip-zeroshot", RunContext(), TINY)
     outs = solve_all(solver, fold.test)
-    # independent computation straight from the open_clip model
+    # independent computation straight from the open_clip model, as Exp-CLIP test.py does it: all prompts
+    # class-major, each text feature normalised, logits [N, C*P] viewed as [N, C, P] and averaged over P
     model, tok = solver.clip.model, open_clip.get_tokenizer("tiny-random-clip")
+    texts = [t for name in CLASSES_7
+             for t in (SADNESS_FIVE if name == "sadness" else [x.format(name) for x in ENSEMBLE_FIVE])]
     with torch.no_grad():
         img = torch.stack([solver.clip.preprocess(__import__("PIL.Image").Image.fromarray(load_face(s)))
                            for s in fold.test])
         fi = model.encode_image(img)
         fi = fi / fi.norm(dim=-1, keepdim=True)
-        logits = torch.zeros(len(fold.test), 7)
-        for c, name in enumerate(CLASSES_7):
-            ft = model.encode_text(tok([t.format(name) for t in PROMPT_SETS["ensemble"]]))
-            ft = ft / ft.norm(dim=-1, keepdim=True)
-            logits[:, c] = (model.logit_scale.exp() * fi @ ft.T).mean(dim=1)
-    np.testing.assert_allclose(np.array([o["logits"] for o in outs]), logits.numpy(), atol=1e-4)
+        ft = model.encode_text(tok(texts))
+        ft = ft / ft.norm(dim=-1, keepdim=True)
+        output = model.logit_scale.exp() * fi @ ft.t()
+        logits = output.view(len(fold.test), -1, 5).mean(dim=-1)
+        # the alternative Exp-CLIP does NOT use: class embeddings averaged then re-normalised
+        emb = ft.view(7, 5, -1).mean(dim=1)
+        emb = emb / emb.norm(dim=-1, keepdim=True)
+        emb_logits = model.logit_scale.exp() * fi @ emb.t()
+    got = np.array([o["logits"] for o in outs])
+    np.testing.assert_allclose(got, logits.numpy(), atol=1e-4)
+    assert np.abs(got - emb_logits.numpy()).max() > 1e-3  # the test can tell the two averagings apart
     assert [o["label"] for o in outs] == [CLASSES_7[i] for i in logits.argmax(dim=1)]
     # batching does not change an answer
     one_by_one = [asyncio.run(solver.solve(s)) for s in fold.test]
     assert [o["label"] for o in one_by_one] == [o["label"] for o in outs]
+
+
+@pytest.mark.parametrize("prompts", ["ensemble10", "expression", "name"])
+def test_other_exp_clip_prompt_sets_run(tmp_path, prompts):
+    write_rafdb(tmp_path, n_train=0, n_test=3)
+    task = EmocapTask()
+    (fold,) = task.folds(tmp_path, "rafdb")
+    solver = make_solver(task, "clip-zeroshot", RunContext(), {**TINY, "prompts": prompts})
+    outs = solve_all(solver, fold.test)
+    assert all(o["label"] in CLASSES_7 and len(o["logits"]) == 7 for o in outs)
 
 
 def test_prompt_set_and_weights_file_enter_the_solver_identity(tmp_path):

@@ -21,7 +21,7 @@ from harness.options import SolverOptions
 from harness.registry import register_solver
 from tasks.emocap.dynamic import load_clip
 from tasks.emocap.loaders import load_face
-from tasks.emocap.prompts import PROMPT_SETS, class_prompts, prompts_digest
+from tasks.emocap.prompts import class_prompts, prompts_digest
 
 TASKS = ("emocap",)
 
@@ -71,8 +71,10 @@ class ClipOptions(SolverOptions):
 
 
 class ZeroShotOptions(ClipOptions):
-    prompts: Literal["ensemble", "single", "name"] = Field(
-        "ensemble", description="prompt set: 5-template ensemble, one template, or the bare class name")
+    prompts: Literal["ensemble", "ensemble10", "single", "expression", "name"] = Field(
+        "ensemble", description="Exp-CLIP prompt type: ensemble (five, type 4), ensemble10 (type 5), single ('a photo "
+        "of a face with an expression of <name>.', type 3), expression ('an expression of <name>.', type 2), "
+        "name ('<name>.', type 1)")
 
 
 class _ClipSolver(ThreadedBatchSolver):
@@ -134,9 +136,11 @@ class _ClipSolver(ThreadedBatchSolver):
 @register_solver("clip-zeroshot", tasks=TASKS, kind="vision",
                  description="open_clip zero-shot: scale * image . text^T averaged over a prompt ensemble")
 class ClipZeroShotSolver(_ClipSolver):
-    """Exp-CLIP `test.py` scoring: per class, the mean over its prompts of `logit_scale * image . text^T`."""
+    """Exp-CLIP `test.py` scoring: per class, the mean over its prompts of `logit_scale * image . text^T`
+    (each prompt's feature normalised on its own; logits averaged, not embeddings)."""
 
     Options = ZeroShotOptions
+    version: ClassVar[str] = "2"  # 2: Exp-CLIP's exact prompts (sadness's own ensemble), ensemble10/expression
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -150,7 +154,7 @@ class ClipZeroShotSolver(_ClipSolver):
         if classes not in self._text:
             texts = class_prompts(classes, self.opts.prompts)
             flat = self.clip.encode_texts([t for per_class in texts for t in per_class])
-            self._text[classes] = flat.reshape(len(classes), len(PROMPT_SETS[self.opts.prompts]), -1)
+            self._text[classes] = flat.reshape(len(classes), len(texts[0]), -1)
         return self._text[classes]
 
     def logits(self, feats: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
