@@ -375,6 +375,10 @@ class Task(abc.ABC):
     # only a board with the labelled data scores them (`harness submit`). Its `fingerprint` must cover
     # the inputs alone, so that the public and the labelled copy of the data agree.
     sealed: ClassVar[bool] = False
+    # (x metric, y metric) of a privacy–utility trade-off that only exists across runs (one protection per
+    # run): the board draws these two metrics of a group's runs with their Pareto front. Which way is
+    # better comes from each metric's `higher_is_better`. None: the task has no such trade-off.
+    pareto_axes: ClassVar[tuple[str, str] | None] = None
 
     def resolve_data(self, data: Path | None) -> Path:
         """Locate (or fetch) the data folder and validate its layout, raising `DataError`."""

@@ -98,7 +98,7 @@ class BoardRow:
     task: str
     protocol: str
     method: str
-    metrics: dict[str, dict[str, float | None]]  # name -> {value, ci_low, ci_high} in display units
+    metrics: dict[str, dict[str, float | None]]  # name -> {value, ci_low, ci_high (display units), higher_is_better}
     source: str = ""  # run id, or paper + table
     n_samples: int | None = None
     n_errors: int | None = None
@@ -225,7 +225,8 @@ class Leaderboard:
         for m in mrows:
             s = m["scale"]
             by_run.setdefault(m["run_id"], {})[m["name"]] = {
-                k: (None if m[k] is None else m[k] * s) for k in ("value", "ci_low", "ci_high")
+                **{k: (None if m[k] is None else m[k] * s) for k in ("value", "ci_low", "ci_high")},
+                "higher_is_better": bool(m["higher_is_better"]),
             }
         out = []
         for r in runs:

@@ -5,6 +5,11 @@ board serve` runs it under uvicorn.
 Writes need a bearer token from the token file (`SUBMITTER TOKEN` per line); tokens are compared in
 constant time, kept only as hashes in memory, and never logged or echoed. Each attempt lands in the
 append-only audit table with its outcome.
+
+Uploaded artifact files (protected images) are kept content-addressed in `artifacts_dir` (an
+`ArtifactStore`, the runs' own layout) once their run is accepted; the run page shows the images among
+them as thumbnails, served only by references the store itself validates. Tasks with `pareto_axes`
+get a privacy–utility Pareto plot per group, drawn on request and cached until a row is added.
 """
 
 from __future__ import annotations
@@ -16,18 +21,21 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.responses import JSONResponse as _StarletteJSON
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
+from harness.artifacts import ArtifactStore
 from harness.board import ranking, render
 from harness.board.ingest import NAME_RE, Refused, ServerTask, check_manifest, load_server_task, parse_submission
+from harness.board.plots import ParetoPoint, pareto_front, pareto_png, pareto_points
 from harness.board.store import BoardStore
 from harness.core import HarnessError
 from harness.leaderboard import BoardRow, reference_rows
@@ -56,6 +64,11 @@ class BoardSettings:
     paired_boot: int = 1000
     references: Path | None = None  # folder of <task>.toml (default: the packaged leaderboards/references)
     roles: tuple[str, ...] = ()  # the board's scoring models, NAME=MODEL[@URL] (default: each task's own)
+    artifacts_dir: Path | None = None  # uploaded artifact files, content-addressed (None: not kept)
+    max_artifact_bytes: int = 16 * 1024 * 1024  # larger files are scored but not kept
+
+
+IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg"}  # artifacts shown as thumbnails
 
 
 def load_tokens(path: Path) -> dict[str, str]:
@@ -89,6 +102,9 @@ def create_app(settings: BoardSettings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     server_tasks: dict[tuple[str, str], ServerTask] = {}
     views_cache: dict[tuple[str, str | None], tuple[tuple[int, int], list[ranking.Group]]] = {}
+    pareto_cache: dict[tuple[str, str, str | None], tuple[tuple[int, int], bytes]] = {}
+    run_refs_cache: dict[str, frozenset[str]] = {}  # run id -> its records' artifact refs (runs never change)
+    art_store = ArtifactStore(settings.artifacts_dir) if settings.artifacts_dir is not None else None
 
     def page(name: str, **ctx: Any) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(**ctx))
@@ -149,13 +165,97 @@ def create_app(settings: BoardSettings) -> FastAPI:
     def task_page(task: str, protocol: str | None = None, limit: int = Query(100, ge=0)) -> HTMLResponse:
         """One table per comparable group; the first `limit` rows of each (0 = all), ranked over all."""
         view = task_view(task, protocol)
-        return page("task.html", limit=limit, **view)
+        pareto = {g.key: pareto_url(view["task"], g) for g in view["groups"] if pareto_of(view["task"], g)}
+        return page("task.html", limit=limit, pareto=pareto, **view)
 
     @app.get("/api/tasks/{task}")
     def api_task(task: str, protocol: str | None = None, limit: int = Query(0, ge=0)) -> dict[str, Any]:
         view = task_view(task, protocol)
-        return {"task": task, "protocol": protocol, "groups": [render.group_json(g, limit) for g in view["groups"]],
+        groups = []
+        for g in view["groups"]:
+            gj = render.group_json(g, limit)
+            found = pareto_of(view["task"], g)
+            if found:
+                (x, y), pts, higher = found
+                front = set(pareto_front([(p.x, p.y) for p in pts], higher))
+                gj["pareto"] = {"x": x, "y": y, "higher_is_better": list(higher), "png": pareto_url(view["task"], g),
+                                "points": [{"run_id": p.run_id, "method": p.label, "x": p.x, "y": p.y,
+                                            "on_front": i in front} for i, p in enumerate(pts)]}
+            groups.append(gj)
+        return {"task": task, "protocol": protocol, "groups": groups,
                 "references": [render.ref_json(r) for r in view["references"]], "attempts": view["attempts"]}
+
+    def pareto_of(t: Any, g: ranking.Group) -> tuple[tuple[str, str], list[ParetoPoint], tuple[bool, bool]] | None:
+        """(axes, points, higher-is-better per axis) of a group whose task has `pareto_axes` and at least
+        two runs with both metrics; else None."""
+        axes = getattr(t, "pareto_axes", None)
+        if not axes:
+            return None
+        rows = [it["row"] for it in g.rows]
+        pts = pareto_points(rows, axes[0], axes[1])
+        if len(pts) < 2:
+            return None
+        x, y = axes
+        return (x, y), pts, (direction(t, g.protocol, rows, x), direction(t, g.protocol, rows, y))
+
+    def direction(t: Any, protocol: str, rows: list[BoardRow], name: str) -> bool:
+        """The stored metric values' higher_is_better; the task's metric definition when none is stored."""
+        for r in rows:
+            h = (r.metrics.get(name) or {}).get("higher_is_better")
+            if isinstance(h, bool):
+                return h
+        defs = t.metrics(protocol) if protocol in t.protocols else []
+        return next((m.higher_is_better for m in defs if m.name == name), True)
+
+    def pareto_url(t: Any, g: ranking.Group) -> str:
+        q = urlencode({"protocol": g.protocol, "scorer": g.scorer_version or "", "data": g.data_fingerprint})
+        return f"/task/{t.name}/pareto.png?{q}"
+
+    def pareto_response(t: Any, g: ranking.Group, highlight: str | None) -> Response:
+        found = pareto_of(t, g)
+        if found is None:
+            raise HTTPException(404, "no Pareto plot: fewer than two runs with both metrics")
+        version = store.version()
+        key = (t.name, g.key, highlight)
+        hit = pareto_cache.get(key)
+        if hit is None or hit[0] != version:
+            (x, y), pts, higher = found
+            png = pareto_png(pts, x, y, higher, f"{t.name} / {g.protocol}: {y} vs {x}", highlight=highlight)
+            if len(pareto_cache) > 256:
+                pareto_cache.clear()
+            pareto_cache[key] = hit = (version, png)
+        return Response(hit[1], media_type="image/png", headers={"Cache-Control": "max-age=60"})
+
+    @app.get("/task/{task}/pareto.png")
+    def task_pareto(task: str, protocol: str, scorer: str = "", data: str = "") -> Response:
+        """The Pareto plot of one comparable group (protocol, scorer version, data fingerprint)."""
+        t = known_task(task)
+        view = task_view(task, protocol if protocol in t.protocols else None)
+        g = next((g for g in view["groups"] if g.protocol == protocol and (g.scorer_version or "") == scorer
+                  and g.data_fingerprint == data), None)
+        if g is None:
+            raise HTTPException(404, "no such group")
+        return pareto_response(t, g, None)
+
+    def run_group(run: Any) -> tuple[Any, ranking.Group] | None:
+        """The task and the group of the task page that holds this run (None: a task no longer known)."""
+        try:
+            t = known_task(run.row["task"])
+        except HTTPException:
+            return None
+        protocol = run.row["protocol"]
+        view = task_view(t.name, protocol if protocol in t.protocols else None)
+        g = next((g for g in view["groups"] if any(it["row"].source == run.run_id for it in g.rows)), None)
+        return None if g is None else (t, g)
+
+    @app.get("/run/{run_id}/pareto.png")
+    def run_pareto(run_id: str) -> Response:
+        """The run's group's Pareto plot with this run ringed."""
+        run = run_view(run_id)
+        found = run_group(run)
+        if found is None:
+            raise HTTPException(404, "no Pareto plot for this run")
+        return pareto_response(found[0], found[1], run.run_id)
 
     @app.get("/api/tasks/{task}/rows.csv")
     def export_csv(task: str) -> Response:
@@ -214,9 +314,60 @@ def create_app(settings: BoardSettings) -> FastAPI:
         if rows:  # metrics in the task's order, headline first
             order = render.metric_order(run.row["task"], run.row["protocol"])
             rows[0].metrics = dict(sorted(rows[0].metrics.items(), key=lambda kv: order.get(kv[0], len(order))))
+        found = run_group(run)
+        pf = pareto_of(*found) if found is not None else None
+        has_pareto = pf is not None and any(p.run_id == run.run_id for p in pf[1])
+        thumbs = [[(name, ref, f"/run/{run.run_id}/artifact/{ref}" if stored_image(ref) else None)
+                   for name, ref in sorted((getattr(r, "artifacts", None) or {}).items())] for r in samples]
         return page("run.html", run=run, row=rows[0] if rows else None, plots=store.plot_names(run.run_id),
                     samples=samples, total=total, fold=fold, status=status, offset=offset, limit=limit,
-                    report_tables=render.report_tables(run.report))
+                    report_tables=render.report_tables(run.report), thumbs=thumbs,
+                    pareto=f"/run/{run.run_id}/pareto.png" if has_pareto else None)
+
+    def stored_image(ref: Any) -> Path | None:
+        """The stored file of an image artifact reference, validated by the store itself (a content
+        address `ab/cdef….ext`, nothing else); None when not an image, not valid or not kept."""
+        if art_store is None or not isinstance(ref, str) or ref.rsplit(".", 1)[-1] not in IMAGE_TYPES:
+            return None
+        try:
+            return art_store.path(ref)
+        except HarnessError:
+            return None
+
+    def run_refs(run_id: str) -> frozenset[str]:
+        if run_id not in run_refs_cache:
+            if len(run_refs_cache) > 1000:
+                run_refs_cache.clear()
+            run_refs_cache[run_id] = frozenset(ref for r in store.records(run_id)
+                                               for ref in (getattr(r, "artifacts", None) or {}).values()
+                                               if isinstance(ref, str))
+        return run_refs_cache[run_id]
+
+    @app.get("/run/{run_id}/artifact/{prefix}/{name}")
+    def artifact(run_id: str, prefix: str, name: str) -> Response:
+        """An image artifact of this run's records, as uploaded (bytes checked against their sha256)."""
+        run = run_view(run_id)
+        ref = f"{prefix}/{name}"
+        path = stored_image(ref)
+        if path is None or ref not in run_refs(run.run_id):
+            raise HTTPException(404, "no such image artifact")
+        return FileResponse(path, media_type=IMAGE_TYPES[ref.rsplit(".", 1)[-1]],
+                            headers={"Cache-Control": "max-age=86400, immutable", "X-Content-Type-Options": "nosniff"})
+
+    def keep_artifacts(files: dict[str, bytes], records: list[Any]) -> None:
+        """Store the uploaded files the accepted run's records reference (their digests were checked on
+        parsing; the store names each by its own sha256 again). A file that cannot be written only
+        costs its thumbnail: the run is scored and stored already."""
+        if art_store is None:
+            return
+        used = {ref for r in records for ref in (getattr(r, "artifacts", None) or {}).values()}
+        for ref, content in files.items():
+            if ref not in used or len(content) > settings.max_artifact_bytes:
+                continue
+            try:
+                art_store.put_bytes(content, ref.rsplit(".", 1)[1])
+            except (OSError, HarnessError):
+                continue
 
     def browse(run_id: str, fold: str | None, status: str | None, offset: int, limit: int) -> tuple[list, int]:
         recs = store.records(run_id)
@@ -244,7 +395,7 @@ def create_app(settings: BoardSettings) -> FastAPI:
         recs, total = browse(run.run_id, fold, status, offset, limit)
         return {"total": total, "offset": offset, "samples": [
             {"sample_id": r.sample_id, "fold": r.fold, "target": r.target, "prediction": r.prediction,
-             "scores": r.scores, "error": r.error} for r in recs]}
+             "scores": r.scores, "error": r.error, "artifacts": getattr(r, "artifacts", None) or {}} for r in recs]}
 
     @app.get("/run/{run_id}/plot/{name}")
     def plot(run_id: str, name: str) -> Response:
@@ -331,6 +482,7 @@ def create_app(settings: BoardSettings) -> FastAPI:
             store.audit(submitter=submitter, outcome="refused", reason=reason, run_id=run_id, task=task,
                         protocol=protocol, digest=digest)
             return JSONResponse({"status": "refused", "reason": reason}, 500)
+        keep_artifacts(sub.files, scored.records)
         store.audit(submitter=submitter, outcome="accepted", reason="re-scored by the board", run_id=run_id, task=task,
                     protocol=protocol, digest=digest)
         return JSONResponse({"status": "accepted", "run_id": run_id, "url": f"/run/{run_id}",

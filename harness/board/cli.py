@@ -29,6 +29,11 @@ def add_parsers(sub: Any) -> None:
                     help="a model the board scores with (repeatable; default: each task's own, e.g. recognizer=dlib)")
     sv.add_argument("--paired-rows", type=int, default=20,
                     help="rows per table that get paired tests against the leader and baseline (default 20)")
+    sv.add_argument("--artifacts", type=Path, default=Path("board-artifacts"),
+                    help="folder where uploaded artifact files are kept, content-addressed, for the run pages' "
+                    "thumbnails (default ./board-artifacts)")
+    sv.add_argument("--max-artifact-mb", type=float, default=16.0,
+                    help="largest artifact file kept (larger ones are scored but not kept; default 16)")
 
     sp = sub.add_parser("submit", help="submit a finished run to a board, which re-scores it")
     sp.add_argument("run_dir", type=Path, help="the run folder (runs/<run_id>)")
@@ -48,7 +53,8 @@ def cmd_board(args: argparse.Namespace) -> int:
         db_url=args.db or os.environ.get("HARNESS_DB") or f"sqlite:///{Path('board.sqlite').resolve()}",
         data_root=data, tokens=load_tokens(args.token_file) if args.token_file else {},
         quota_per_day=args.quota, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), n_boot=args.bootstrap,
-        paired_rows=args.paired_rows, roles=tuple(args.role),
+        paired_rows=args.paired_rows, roles=tuple(args.role), artifacts_dir=args.artifacts.resolve(),
+        max_artifact_bytes=int(args.max_artifact_mb * 1024 * 1024),
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0

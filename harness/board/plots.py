@@ -1,13 +1,19 @@
 """PNG plots of a submitted run, made once when the board accepts it and stored with the run:
 confusion matrices found in the task's report, the PNGs the task's own report writes (rPPG's
 Bland–Altman and scatter plots), and a Bland–Altman plot from paired per-sample `<x>_pred`/`<x>_ref`
-scores when the report made none."""
+scores when the report made none.
+
+Also the privacy–utility Pareto plot of a task that declares `Task.pareto_axes`: it only exists across
+runs (one protection per run), so the board draws it from a group's rows on request, not per run.
+`pareto_front` and `draw_pareto` are the one implementation (fdeid's report draws with them too)."""
 
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +142,91 @@ def run_plots(report: dict[str, Any], records: Sequence[Record], report_dir: Pat
             if len(plots) < MAX_PLOTS:
                 plots[safe_plot_name(f"bland_altman_{name}")] = bland_altman_png(name, pred, ref)
     return {k: v for k, v in plots.items() if len(v) <= MAX_PLOT_BYTES}
+
+
+# ------------------------------------------------------------------------------------------ Pareto plots
+MAX_LABEL = 40
+
+
+@dataclass(frozen=True)
+class ParetoPoint:
+    label: str  # the solver (method) name, shown beside the point
+    x: float
+    y: float
+    run_id: str = ""
+
+
+def pareto_front(points: Sequence[tuple[float, float]], higher: tuple[bool, bool] = (True, True)) -> list[int]:
+    """Indices (in input order) of the points no other point dominates. `higher` says per axis whether
+    higher is better; a point dominates another when it is at least as good on both axes and better
+    on one. Points with a NaN coordinate are never on the front and dominate nothing; equal points
+    are all on it."""
+    sx, sy = (1.0 if h else -1.0 for h in higher)
+    pts = [(sx * x, sy * y) if math.isfinite(x) and math.isfinite(y) else None for x, y in points]
+    front = []
+    for i, p in enumerate(pts):
+        if p is None:
+            continue
+        if not any(q is not None and q[0] >= p[0] and q[1] >= p[1] and (q[0] > p[0] or q[1] > p[1]) for q in pts):
+            front.append(i)
+    return front
+
+
+def pareto_points(rows: Sequence[Any], x: str, y: str) -> list[ParetoPoint]:
+    """One point per row (a `BoardRow`: `.method`, `.source`, `.metrics[name]["value"]`) that has
+    finite values of both metrics, in display units."""
+    out = []
+    for r in rows:
+        vx = (r.metrics.get(x) or {}).get("value")
+        vy = (r.metrics.get(y) or {}).get("value")
+        if isinstance(vx, (int, float)) and isinstance(vy, (int, float)) and math.isfinite(vx) and math.isfinite(vy):
+            out.append(ParetoPoint(str(r.method), float(vx), float(vy), str(r.source)))
+    return out
+
+
+def _label(text: str) -> str:
+    return text if len(text) <= MAX_LABEL else text[:MAX_LABEL - 1] + "…"
+
+
+def draw_pareto(ax: Any, points: Sequence[ParetoPoint], higher: tuple[bool, bool], *, series: str | None = None,
+                highlight: str | None = None) -> list[int]:
+    """Scatter the points on a matplotlib Axes, label each (as plain text: no mathtext, so a solver
+    name cannot inject markup), join the Pareto front with a dashed line and ring the `highlight` run.
+    Returns the front's indices."""
+    front = pareto_front([(p.x, p.y) for p in points], higher)
+    on = set(front)
+    sc = ax.scatter([p.x for p in points], [p.y for p in points], s=28, label=series, zorder=3,
+                    c=["tab:red" if i in on else "tab:blue" for i in range(len(points))] if series is None else None)
+    for p in points:
+        ax.annotate(_label(p.label), (p.x, p.y), fontsize=7, xytext=(4, 3), textcoords="offset points",
+                    parse_math=False)
+    ordered = sorted((points[i] for i in front), key=lambda p: (p.x, p.y))
+    ax.plot([p.x for p in ordered], [p.y for p in ordered], linestyle="--", linewidth=1,
+            color="tab:red" if series is None else sc.get_facecolor()[0], zorder=2)
+    for p in points:
+        if highlight and p.run_id == highlight:
+            ax.scatter([p.x], [p.y], s=160, facecolors="none", edgecolors="black", linewidths=2, zorder=4,
+                       label="this run")
+    return front
+
+
+def pareto_png(points: Sequence[ParetoPoint], x: str, y: str, higher: tuple[bool, bool], title: str, *,
+               highlight: str | None = None) -> bytes:
+    """The Pareto plot as PNG bytes; matplotlib's object API (no pyplot state), so request threads can
+    draw at the same time."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    draw_pareto(ax, points, higher, highlight=highlight)
+    ax.set_xlabel(f"{x} ({'higher' if higher[0] else 'lower'} is better)")
+    ax.set_ylabel(f"{y} ({'higher' if higher[1] else 'lower'} is better)")
+    ax.set_title(_label(title) + " — Pareto front dashed, red", fontsize=10, parse_math=False)
+    ax.grid(alpha=0.3)
+    if highlight and any(p.run_id == highlight for p in points):
+        ax.legend(loc="best", fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()

@@ -27,6 +27,7 @@ class FaceAnonTask(Task):
     roles = {"recognizer": "dlib", "fid": "none"}
     version = "1"
     scorer_version = "1"
+    pareto_axes = ("ssim", "re_id_rate")  # quality vs privacy (re-ID rate: lower is better)
 
     def folds(self, data_dir: Path, protocol: str) -> list[Fold]:
         if protocol not in ("", "images"):

@@ -47,6 +47,7 @@ class FdeidTask(Task):
     roles = {"recognizer": DEFAULT_RECOGNIZER, "lpips": "none", "fid": "none", "attributes": "none"}
     version = "1"
     scorer_version = "2"  # 2: landmark NME
+    pareto_axes = ("ssim", "psr")  # quality vs privacy, one point per protection (the board's Pareto plot)
 
     def detect_protocol(self, data_dir: Path) -> str | None:
         return detect_layout(data_dir)

@@ -13,19 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-X_METRIC, Y_METRIC = "ssim", "psr"
+from harness.board.plots import ParetoPoint, draw_pareto, pareto_front
+from tasks.fdeid import FdeidTask
 
+X_METRIC, Y_METRIC = FdeidTask.pareto_axes  # ssim, psr: both higher is better
+HIGHER = (True, True)
 
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point dominates (both coordinates higher is better)."""
-    front = []
-    for i, (x, y) in enumerate(points):
-        dominated = any(
-            (x2 >= x and y2 >= y) and (x2 > x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i
-        )
-        if not dominated:
-            front.append(i)
-    return front
+__all__ = ["pareto_front", "pareto_plot", "plot_points"]  # pareto_front: harness.board.plots' one implementation
 
 
 def plot_points(rows: Sequence[Any], protocol: str | None = None) -> list[tuple[str, str, float, float]]:
@@ -51,12 +45,7 @@ def pareto_plot(rows: Sequence[Any], out: Path, protocol: str | None = None) -> 
     pts = plot_points(rows, protocol)
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for proto in sorted({p[0] for p in pts}):
-        sel = [p for p in pts if p[0] == proto]
-        ax.scatter([p[2] for p in sel], [p[3] for p in sel], label=proto)
-        for _, method, x, y in sel:
-            ax.annotate(method, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        front = sorted((sel[i] for i in pareto_front([(p[2], p[3]) for p in sel])), key=lambda p: p[2])
-        ax.plot([p[2] for p in front], [p[3] for p in front], linestyle="--", linewidth=1)
+        draw_pareto(ax, [ParetoPoint(m, x, y) for pr, m, x, y in pts if pr == proto], HIGHER, series=proto)
     ax.set_xlabel("SSIM to the original (quality, higher is better)")
     ax.set_ylabel("PSR (privacy, higher is better)")
     ax.set_title("fdeid: privacy vs quality" + (f" ({protocol})" if protocol else ""))
