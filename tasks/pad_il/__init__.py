@@ -28,7 +28,10 @@ from pydantic import Field, field_validator
 from harness.core import JSON, DataError, Fold, Metric, Record, Sample, SolverOptions, Task
 from harness.sequential import accuracy_matrix, backward_transfer, seen_average
 from tasks.pad_il import padmetrics as pm
-from tasks.pad_il import solvers  # noqa: F401 - registers the solvers
+from tasks.pad_il import (
+    prompt_solver,  # noqa: F401 - registers clip-prompt
+    solvers,  # noqa: F401 - registers the solvers
+)
 from tasks.pad_il.datasets import find_domains
 from tasks.pad_il.protocols import IL_ORDER, OULU_PROTOCOLS, cross_folds, il_folds, oulu_folds
 
