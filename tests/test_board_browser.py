@@ -18,6 +18,7 @@ import pytest
 from harness.cli import main as harness_main
 from harness.runner import RunConfig, RunSettings, run
 from tests.board_helpers import TOKENS, create_app, settings
+from tests.test_board_plots import fdeid_rows
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("HARNESS_CHROMIUM", "/usr/bin/chromium")
@@ -58,8 +59,9 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         cfg = RunConfig(task="sarcasm", protocol=protocol, solver=solver, n_boot=100)
         out.append(run(cfg, RunSettings(out_dir=runs, db_url=None, show_progress=False)).run_dir)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings(f"sqlite:///{tmp / 'board.sqlite'}")),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    app = create_app(settings(f"sqlite:///{tmp / 'board.sqlite'}"))
+    fdeid_rows(app.state.store)  # local fdeid rows: the Pareto plot's points
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -127,6 +129,21 @@ def test_task_page_sort_filter_open_run_and_plot(board: str, page: object) -> No
     img = page.locator(".plots img").first  # type: ignore[attr-defined]
     img.wait_for()
     assert page.evaluate("img => img.complete && img.naturalWidth > 100", img.element_handle())  # type: ignore
+
+
+def _image_loaded(page: object, selector: str) -> bool:
+    img = page.locator(selector).first  # type: ignore[attr-defined]
+    img.scroll_into_view_if_needed()
+    page.wait_for_function(  # type: ignore[attr-defined]
+        f"() => {{ const i = document.querySelector({selector!r}); return i && i.complete && i.naturalWidth > 0; }}")
+    return page.evaluate("img => img.naturalWidth > 100", img.element_handle())  # type: ignore[attr-defined]
+
+
+def test_pareto_plot_loads_on_the_task_and_run_pages(board: str, page: object) -> None:
+    page.goto(f"{board}/task/fdeid?protocol=folders")  # type: ignore[attr-defined]
+    assert _image_loaded(page, "figure.pareto img")
+    page.goto(f"{board}/run/f-bad")  # type: ignore[attr-defined]
+    assert _image_loaded(page, '.plots img[src$="pareto.png"]')
 
 
 def test_pages_read_without_javascript(board: str, browser: object) -> None:

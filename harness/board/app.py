@@ -238,10 +238,13 @@ def create_app(settings: BoardSettings) -> FastAPI:
         return pareto_response(t, g, None)
 
     def run_group(run: Any) -> tuple[Any, ranking.Group] | None:
-        """The task and the group of the task page that holds this run (None: a task no longer known)."""
+        """The task and the group of the task page that holds this run (None: a task no longer known, or
+        one without `pareto_axes`)."""
         try:
             t = known_task(run.row["task"])
         except HTTPException:
+            return None
+        if not getattr(t, "pareto_axes", None):  # the only user: no ranking work for other tasks' run pages
             return None
         protocol = run.row["protocol"]
         view = task_view(t.name, protocol if protocol in t.protocols else None)
