@@ -344,3 +344,62 @@ def test_utility_protocol_without_a_classifier_reports_nan_attributes(deepface, 
     root = _celeba_style(deepface, tmp_path / "celebahq", attr_text="3\nMale\nimg5.jpg 1\nimg12.jpg -1\nimg25.jpg 1\n")
     res = _run(root, "identity", tmp_path / "runs")
     assert math.isnan(_value(res, "attr_accuracy")) and _value(res, "ssim") == 1.0
+
+
+# ---------------------------------------------------------------------------------------------- NIQE
+@pytest.fixture(scope="module")
+def niqe_model_file(tmp_path_factory):
+    """A pristine NIQE model fitted on scikit-image's sample photos (the authors' .mat is not shipped)."""
+    skdata = pytest.importorskip("skimage.data")
+    from vision_models.niqe import fit_niqe_model, save_niqe_model
+
+    path = tmp_path_factory.mktemp("niqe") / "pristine.npz"
+    save_niqe_model(fit_niqe_model([skdata.astronaut(), skdata.coffee(), skdata.rocket(), skdata.camera()]), path)
+    return path
+
+
+def test_niqe_role_scores_protected_images_and_their_originals(deepface, tmp_path, niqe_model_file):
+    import numpy as np
+    from PIL import Image
+
+    from vision_models.faces.detect import load_image
+    from vision_models.niqe import load_niqe_model, niqe
+
+    model = load_niqe_model(niqe_model_file)
+    root = _identity_tree(deepface, tmp_path / "faces", identities={"id03", "id05"})  # 4 images
+    blurred = _run(root, "blur", tmp_path / "runs", roles=(f"niqe={niqe_model_file}",))
+    assert blurred.n_errors == 0, [r.error for r in blurred.records if r.error]
+    prot, orig = {}, {}  # recomputed here: every distinct protected image and its original, once each
+    for r in blurred.records:
+        for side in "ab":
+            art = tmp_path / "runs" / "artifacts" / r.artifacts[side]
+            prot[r.target[side]] = niqe(np.asarray(Image.open(art).convert("RGB")), model)
+            orig[r.target[side]] = niqe(load_image(r.target[side]), model)
+    assert len(prot) == 4
+    assert _value(blurred, "niqe") == pytest.approx(np.mean(list(prot.values())), rel=1e-9)
+    assert _value(blurred, "niqe_orig") == pytest.approx(np.mean(list(orig.values())), rel=1e-9)
+    assert _value(blurred, "niqe") > _value(blurred, "niqe_orig")  # a blurred face is less natural
+    assert "notes" not in blurred.report
+    ident = _run(root, "identity", tmp_path / "runs", roles=(f"niqe={niqe_model_file}",))
+    assert _value(ident, "niqe") == pytest.approx(_value(ident, "niqe_orig"), rel=1e-12)
+
+
+def test_without_the_niqe_role_niqe_is_nan_with_a_note_and_a_missing_file_says_so(deepface, tmp_path):
+    import math
+
+    root = _identity_tree(deepface, tmp_path / "faces", identities={"id03", "id05"})
+    plain = _run(root, "identity", tmp_path / "runs")
+    assert math.isnan(_value(plain, "niqe")) and math.isnan(_value(plain, "niqe_orig"))
+    assert any("--role niqe=PATH" in note for note in plain.report["notes"])
+    missing = _run(root, "identity", tmp_path / "runs", roles=(f"niqe={tmp_path / 'modelparameters.mat'}",))
+    assert missing.n_errors == len(missing.records) > 0
+    assert all("weights missing: put modelparameters.mat" in r.error and "--role niqe=PATH" in r.error
+               for r in missing.records)
+
+
+def test_utility_protocol_reports_niqe_with_the_role(deepface, tmp_path, niqe_model_file):
+    root = _celeba_style(deepface, tmp_path / "celebahq", attr_text="3\nMale\nimg5.jpg 1\nimg12.jpg -1\nimg25.jpg 1\n")
+    res = _run(root, "pixelate", tmp_path / "runs", roles=(f"niqe={niqe_model_file}",))
+    assert res.n_errors == 0, [r.error for r in res.records if r.error]
+    assert len({r.scores["niqe_image"] for r in res.records}) == 3
+    assert _value(res, "niqe") > _value(res, "niqe_orig") > 0

@@ -4,9 +4,9 @@ Samples are verification pairs (`loader.py`: LFW pairs.txt, identity folders, or
 solvers are protections that write protected images as artifacts (`solvers.py`); the scorer embeds
 originals and protected images with the `recognizer` role (dlib by default; `recognizer2`... side by
 side) and reports privacy (verification before/after, PSR, AUC, EER, TAR@FAR), quality (SSIM, PSNR,
-LPIPS and FID with the `lpips`/`fid` roles) and landmark NME (`scorer.py`). The `attributes` protocol
-scores single labelled images for attribute preservation instead (`utility.py`); the Pareto plot of
-PSR vs SSIM over runs is built from the leaderboard (`report.py`).
+LPIPS and FID with the `lpips`/`fid` roles, NIQE with the `niqe` role's pristine model) and landmark
+NME (`scorer.py`). The `attributes` protocol scores single labelled images for attribute preservation
+instead (`utility.py`); the Pareto plot of PSR vs SSIM over runs is built from the leaderboard (`report.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from tasks.fdeid.loader import LOADERS, detect_layout
 from tasks.fdeid.scorer import (
     PairScorer,
     fid_over_images,
+    niqe_report,
     per_image_mean,
     privacy_metric,
     recognizer_table,
@@ -44,7 +45,7 @@ class FdeidTask(Task):
     default_protocol = "folders"
     default_solver = "blur"
     data_folder = "fdeid"
-    roles = {"recognizer": DEFAULT_RECOGNIZER, "lpips": "none", "fid": "none", "attributes": "none"}
+    roles = {"recognizer": DEFAULT_RECOGNIZER, "lpips": "none", "fid": "none", "attributes": "none", "niqe": "none"}
     version = "1"
     scorer_version = "2"  # 2: landmark NME
     pareto_axes = ("ssim", "psr")  # quality vs privacy, one point per protection (the board's Pareto plot)
@@ -67,15 +68,16 @@ class FdeidTask(Task):
     async def ascore(self, sample: Sample, prediction: JSON, ctx: ScoreContext) -> dict[str, JSON]:
         role = ctx.roles.get("recognizer")
         spec = role.model if role is not None else DEFAULT_RECOGNIZER
-        lpips, fid, attrs = (ctx.roles[n].model if n in ctx.roles else "none" for n in ("lpips", "fid", "attributes"))
+        lpips, fid, attrs, niqe = (ctx.roles[n].model if n in ctx.roles else "none"
+                                   for n in ("lpips", "fid", "attributes", "niqe"))
         if isinstance(sample.target, dict) and "attributes" in sample.target:  # the utility protocol
-            util: ImageUtility = await ctx.aresource(f"fdeid-utility:{attrs}:{lpips}",
-                                              lambda: ImageUtility.build(attrs, lpips))
+            util: ImageUtility = await ctx.aresource(f"fdeid-utility:{attrs}:{lpips}:{niqe}",
+                                              lambda: ImageUtility.build(attrs, lpips, niqe))
             if ctx.artifacts is None:
                 raise HarnessError("fdeid scoring needs the run's artifact store (protected images)")
             return await ctx.run_cpu(util.score, sample.target, prediction, ctx.artifacts.load_image)
-        scorer: PairScorer = await ctx.aresource(f"fdeid-recognizer:{spec}:{lpips}:{fid}",
-                                          lambda: PairScorer.from_spec(spec, lpips=lpips, fid=fid))
+        scorer: PairScorer = await ctx.aresource(f"fdeid-recognizer:{spec}:{lpips}:{fid}:{niqe}",
+                                          lambda: PairScorer.from_spec(spec, lpips=lpips, fid=fid, niqe=niqe))
         store = ctx.artifacts
         if store is None:
             raise HarnessError("fdeid scoring needs the run's artifact store (protected images)")
@@ -106,6 +108,8 @@ class FdeidTask(Task):
                 Metric("psnr", per_image_mean("psnr")),
                 Metric("landmark_nme", per_image_mean("nme"), higher_is_better=False),
                 Metric("lpips", per_image_mean("lpips"), higher_is_better=False),
+                Metric("niqe", per_image_mean("niqe"), higher_is_better=False),
+                Metric("niqe_orig", per_image_mean("niqe_orig"), higher_is_better=False),
             ]
 
         lfw = [
@@ -135,6 +139,8 @@ class FdeidTask(Task):
             Metric("landmark_nme", per_image_mean("nme"), higher_is_better=False),
             Metric("lpips", per_image_mean("lpips"), higher_is_better=False),
             Metric("fid", fid_over_images, higher_is_better=False, resample="none"),
+            Metric("niqe", per_image_mean("niqe"), higher_is_better=False),
+            Metric("niqe_orig", per_image_mean("niqe_orig"), higher_is_better=False),
             *lfw,
         ]
 
@@ -150,4 +156,5 @@ class FdeidTask(Task):
         out["protected_images"] = len(faces)
         out["protected_images_without_detectable_face"] = len(faces) - sum(faces.values())
         out["recognizers"] = recognizer_table(scored)
+        out.update(niqe_report(records))
         return out

@@ -17,6 +17,8 @@ An original without a detectable face is that pair's error (its identity cannot 
 Utility: landmark NME, dlib's 68 points predicted inside the original's face box on the original and
 on the protected image, mean distance over the original's inter-ocular distance (300-W's outer eye
 corners). FDeID scores landmarks with HRNet; dlib's predictor is the offline stand-in.
+NIQE (`niqe` role: the pristine model file, `vision_models/niqe.py`) is no-reference: it scores each
+protected image and, as the baseline, its original.
 Embeddings and quality values are memoised per image in the run-wide `PairScorer`
 (`ScoreContext.resource`), so an image shared by many pairs is embedded once.
 """
@@ -35,6 +37,7 @@ from vision_models.faces.detect import landmark_nme, landmarks_at, load_image
 from vision_models.faces.memo import Once
 from vision_models.faces.quality import feature_net
 from vision_models.faces.recognizers import FaceEmbedding, FaceRecognizer, cosine, load_recognizer
+from vision_models.niqe import NiqeModel, load_niqe_model, niqe
 from vision_models.privacy_eval import NO_FACE_SIMILARITY, k_fold_accuracy, privacy_report
 
 
@@ -42,19 +45,20 @@ class PairScorer:
     """A recogniser plus per-image memos of original embeddings and protected-image results."""
 
     def __init__(self, recognizer: FaceRecognizer, quality: bool = True, lpips_net: Any = None,
-                 fid_net: Any = None) -> None:
+                 fid_net: Any = None, niqe_model: NiqeModel | None = None) -> None:
         self.recognizer = recognizer
         self.quality = quality  # False for the extra recognisers of a run: SSIM etc. are computed once
-        self.lpips_net, self.fid_net = lpips_net, fid_net
+        self.lpips_net, self.fid_net, self.niqe_model = lpips_net, fid_net, niqe_model
         self._orig = Once()
         self._prot = Once()
 
     @classmethod
-    def from_spec(cls, spec: str, quality: bool = True, lpips: str = "none", fid: str = "none") -> PairScorer:
+    def from_spec(cls, spec: str, quality: bool = True, lpips: str = "none", fid: str = "none",
+                  niqe: str = "none") -> PairScorer:
         def net(s: str) -> Any:
             return None if s in ("", "none") else feature_net(s)
 
-        return cls(load_recognizer(spec), quality, net(lpips), net(fid))
+        return cls(load_recognizer(spec), quality, net(lpips), net(fid), niqe_from_spec(niqe))
 
     def original(self, path: str, image: np.ndarray | None = None) -> FaceEmbedding:
         hit: FaceEmbedding = self._orig.get(
@@ -87,6 +91,7 @@ class PairScorer:
             if self.fid_net is not None:
                 feats = self.fid_net.features([original, prot])
                 out["fidf_orig"], out["fidf_prot"] = _round(feats[0]), _round(feats[1])
+            out.update(niqe_scores(self.niqe_model, original, prot))
         return out
 
     def score_pair(self, target: Mapping[str, Any], prediction: Mapping[str, Any],
@@ -103,10 +108,45 @@ class PairScorer:
         prot = sim("vector")
         return {
             "same": int(target["same"]), "orig_sim": orig, "prot_sim": prot, "prot_sim_lmk": sim("vector_lmk"),
-            **{f"{k}_{side}": p[k] for k in ("ssim", "psnr", "nme", "lpips", "fidf_orig", "fidf_prot")
+            **{f"{k}_{side}": p[k] for k in ("ssim", "psnr", "nme", "lpips", "fidf_orig", "fidf_prot", "niqe",
+                                             "niqe_orig", "niqe_error")
                for side, p in (("a", pa), ("b", pb)) if k in p},
             "prot_face_a": int(pa["vector"] is not None), "prot_face_b": int(pb["vector"] is not None),
         }
+
+
+def niqe_from_spec(spec: str) -> NiqeModel | None:
+    """The `niqe` role: `none` (no NIQE, NaN in the metrics) or the pristine model file (.mat / .npz)."""
+    return None if spec in ("", "none") else load_niqe_model(spec)
+
+
+def niqe_scores(model: NiqeModel | None, original: np.ndarray, protected: np.ndarray) -> dict[str, Any]:
+    """NIQE of the protected image and of its original (the baseline); an image too small for two 96x96
+    patches gets a `niqe_error` reason instead of a number (counted in the report, never a fake value)."""
+    if model is None:
+        return {}
+    try:
+        return {"niqe": niqe(protected, model), "niqe_orig": niqe(original, model)}
+    except ValueError as exc:
+        return {"niqe_error": str(exc)}
+
+
+NIQE_NOTE = ("no niqe: give --role niqe=PATH to NIQE's pristine model (the authors' modelparameters.mat, or an .npz "
+             "with mu and cov, e.g. from `python -m vision_models.niqe fit OUT.npz IMAGES...`)")
+
+
+def niqe_report(records: Sequence[Record]) -> dict[str, Any]:
+    """Report entries for NIQE: images it could not score (too small), or a note when the role was not given."""
+    ok = [r for r in records if r.ok]
+    errors = {str(r.target[side]): r.scores[f"niqe_error_{side}"]
+              for r in ok for side in ("a", "b", "image") if f"niqe_error_{side}" in r.scores}
+    out: dict[str, Any] = {}
+    if errors:
+        out["niqe_images_not_scored"] = len(errors)
+        out["niqe_errors"] = dict(sorted(errors.items())[:10])
+    if ok and not errors and not any(k.startswith("niqe") for r in ok for k in r.scores):
+        out["notes"] = [NIQE_NOTE]
+    return out
 
 
 # ------------------------------------------------------------------------------------------- metrics

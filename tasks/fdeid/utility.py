@@ -1,7 +1,7 @@
 """fdeid's utility protocol: does a protected face keep its attributes (and how much quality is lost)?
 
 On a labelled image folder (`loader.attribute_samples`), each protected image is compared with its
-original: SSIM, PSNR, landmark NME (and LPIPS with the `lpips` role), and, with the `attributes` role
+original: SSIM, PSNR, landmark NME (LPIPS with the `lpips` role, NIQE with `niqe`), and, with the `attributes` role
 (`vision_models.faces.attributes`), the classifier's outputs on the original and on the protected image
 at the original's face box. Metrics: `attr_accuracy` (binary attributes predicted on protected images
 against the labels), `attr_accuracy_orig` (the classifier's own accuracy on the originals: the ceiling),
@@ -17,21 +17,24 @@ from typing import Any
 import numpy as np
 
 from harness.core import DataError, HarnessError, Record
+from tasks.fdeid.scorer import niqe_from_spec, niqe_scores
 from vision_models.faces import quality
 from vision_models.faces.attributes import AttributeClassifier, is_regression, load_attribute_classifier
 from vision_models.faces.detect import detect_face, landmark_nme, landmarks_at, load_image
 from vision_models.faces.memo import Once
+from vision_models.niqe import NiqeModel
 
 
 class ImageUtility:
-    def __init__(self, classifier: AttributeClassifier | None = None, lpips_net: Any = None) -> None:
-        self.classifier, self.lpips_net = classifier, lpips_net
+    def __init__(self, classifier: AttributeClassifier | None = None, lpips_net: Any = None,
+                 niqe_model: NiqeModel | None = None) -> None:
+        self.classifier, self.lpips_net, self.niqe_model = classifier, lpips_net, niqe_model
         self._faces = Once()
 
     @classmethod
-    def build(cls, attributes: str = "none", lpips: str = "none") -> ImageUtility:
+    def build(cls, attributes: str = "none", lpips: str = "none", niqe: str = "none") -> ImageUtility:
         clf = None if attributes in ("", "none") else load_attribute_classifier(attributes)
-        return cls(clf, None if lpips in ("", "none") else quality.feature_net(lpips))
+        return cls(clf, None if lpips in ("", "none") else quality.feature_net(lpips), niqe_from_spec(niqe))
 
     def score(self, target: Mapping[str, Any], prediction: Mapping[str, Any],
               load_protected: Callable[[str], np.ndarray]) -> dict[str, Any]:
@@ -53,6 +56,7 @@ class ImageUtility:
         }
         if self.lpips_net is not None:
             out["lpips_image"] = float(self.lpips_net.lpips([original], [prot])[0])
+        out.update({f"{k}_image": v for k, v in niqe_scores(self.niqe_model, original, prot).items()})
         if self.classifier is not None:
             orig_pred, prot_pred = self.classifier.predict([original, prot], [face, face])
             out["attr_orig"], out["attr_prot"] = orig_pred, prot_pred
