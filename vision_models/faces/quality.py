@@ -9,6 +9,7 @@ LPIPS and FID need feature networks whose published weights cannot be downloaded
 take any net: LPIPS a callable returning a list of feature maps (plus optional per-channel linear
 weights), FID an [n, d] feature matrix. `feature_net(spec)` builds `tiny-random[:SEED]` nets for tests
 and refuses the weight-needing ones with a "weights missing" message naming the file to supply.
+NIQE, the no-reference score, is `vision_models/niqe.py` (it needs a pristine model file, not a net).
 """
 
 from __future__ import annotations
