@@ -125,6 +125,8 @@ def test_run_page_shows_its_groups_pareto_plot_with_the_run_ringed(db_url: str) 
     assert "pareto.png" not in client.get("/run/f-old").text  # alone in its group
     assert client.get("/run/f-old/pareto.png").status_code == 404
     assert "pareto.png" not in client.get("/run/f-nossim").text  # not a point of the plot
+    assert client.get("/api/runs/f-bad").json()["pareto"] == "/run/f-bad/pareto.png"
+    assert client.get("/api/runs/f-old").json()["pareto"] is None
 
 
 def test_lower_is_better_privacy_comes_from_the_stored_metric(db_url: str) -> None:

@@ -317,15 +317,18 @@ def create_app(settings: BoardSettings) -> FastAPI:
         if rows:  # metrics in the task's order, headline first
             order = render.metric_order(run.row["task"], run.row["protocol"])
             rows[0].metrics = dict(sorted(rows[0].metrics.items(), key=lambda kv: order.get(kv[0], len(order))))
-        found = run_group(run)
-        pf = pareto_of(*found) if found is not None else None
-        has_pareto = pf is not None and any(p.run_id == run.run_id for p in pf[1])
         thumbs = [[(name, ref, f"/run/{run.run_id}/artifact/{ref}" if stored_image(ref) else None)
                    for name, ref in sorted((getattr(r, "artifacts", None) or {}).items())] for r in samples]
         return page("run.html", run=run, row=rows[0] if rows else None, plots=store.plot_names(run.run_id),
                     samples=samples, total=total, fold=fold, status=status, offset=offset, limit=limit,
                     report_tables=render.report_tables(run.report), thumbs=thumbs,
-                    pareto=f"/run/{run.run_id}/pareto.png" if has_pareto else None)
+                    pareto=run_pareto_url(run))
+
+    def run_pareto_url(run: Any) -> str | None:
+        """The run's Pareto plot when it is a point of one (its group has two or more)."""
+        found = run_group(run)
+        pf = pareto_of(*found) if found is not None else None
+        return f"/run/{run.run_id}/pareto.png" if pf and any(p.run_id == run.run_id for p in pf[1]) else None
 
     def stored_image(ref: Any) -> Path | None:
         """The stored file of an image artifact reference, validated by the store itself (a content
@@ -389,7 +392,7 @@ def create_app(settings: BoardSettings) -> FastAPI:
         return {"run_id": run.run_id, "manifest": run.manifest, "origin": run.row.get("origin") or "local",
                 "submitter": run.row.get("submitter"), "metrics": rows[0].metrics if rows else {},
                 "report": run.report, "plots": [f"/run/{run.run_id}/plot/{n}" for n in store.plot_names(run.run_id)],
-                "digest": run.digest, "artifacts": run.artifacts}
+                "digest": run.digest, "artifacts": run.artifacts, "pareto": run_pareto_url(run)}
 
     @app.get("/api/runs/{run_id}/samples")
     def api_samples(run_id: str, fold: str | None = None, status: str | None = None,
