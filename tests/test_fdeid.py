@@ -354,7 +354,9 @@ def niqe_model_file(tmp_path_factory):
     from vision_models.niqe import fit_niqe_model, save_niqe_model
 
     path = tmp_path_factory.mktemp("niqe") / "pristine.npz"
-    save_niqe_model(fit_niqe_model([skdata.astronaut(), skdata.coffee(), skdata.rocket(), skdata.camera()]), path)
+    photos = [skdata.astronaut(), skdata.camera(), skdata.coffee(), skdata.rocket(), skdata.brick(), skdata.grass(),
+              skdata.gravel(), skdata.immunohistochemistry()]  # enough sharp patches for a full-rank covariance
+    save_niqe_model(fit_niqe_model(photos), path)
     return path
 
 

@@ -58,15 +58,16 @@ def test_aggd_rows_match_one_at_a_time_and_degenerate_rows_are_nan():
 
 
 # ----------------------------------------------------------------------------------- image steps
-def test_mscn_matches_a_zero_padded_correlation_with_matlabs_gaussian():
+def test_mscn_matches_a_replicate_padded_correlation_with_matlabs_gaussian():
     from scipy.signal import correlate2d
     from scipy.signal.windows import gaussian as gauss1d
 
     img = N.to_gray(skimage_data.astronaut())[100:180, 200:290]
     w = np.outer(gauss1d(7, 7 / 6), gauss1d(7, 7 / 6))
     w /= w.sum()
-    mu = correlate2d(img, w, mode="same", boundary="fill")
-    sigma = np.sqrt(np.abs(correlate2d(img**2, w, mode="same", boundary="fill") - mu**2))
+    padded = np.pad(img, 3, mode="edge")  # imfilter(..., 'replicate')
+    mu = correlate2d(padded, w, mode="valid")
+    sigma = np.sqrt(np.abs(correlate2d(padded**2, w, mode="valid") - mu**2))
     got, got_sigma = N.mscn(img)
     np.testing.assert_allclose(got_sigma, sigma, atol=1e-8)
     np.testing.assert_allclose(got, (img - mu) / (sigma + 1), atol=1e-10)
@@ -102,8 +103,7 @@ def test_block_features_by_hand_for_one_block():
     right = np.concatenate([block[:, -1:], block[:, :-1]], axis=1)  # x(i, j - 1)
     down = np.concatenate([block[-1:], block[:-1]], axis=0)  # x(i - 1, j)
     diag = np.concatenate([down[:, -1:], down[:, :-1]], axis=1)  # x(i - 1, j - 1)
-    anti = np.concatenate([np.concatenate([block[1:], block[:1]], axis=0)[:, -1:],
-                           np.concatenate([block[1:], block[:1]], axis=0)[:, :-1]], axis=1)  # x(i + 1, j - 1)
+    anti = np.concatenate([down[:, 1:], down[:, :1]], axis=1)  # x(i - 1, j + 1): circshift [1 -1]
     for nb in (right, down, diag, anti):
         a, bl, br = N.aggd_params(block * nb)
         expect += [a, (br - bl) * gamma(2 / a) / gamma(1 / a), bl, br]
@@ -171,9 +171,11 @@ def test_the_pristine_fit_keeps_the_sharp_patches(pristine):
     feats, sharp = N.patch_features(img)
     keep = sharp > 0.75 * sharp.max()
     assert 0 < keep.sum() < len(keep)
-    only = N.fit_niqe_model([img, img])
-    np.testing.assert_allclose(only.mu, feats[keep].mean(0), rtol=1e-12)
-    np.testing.assert_allclose(only.cov, np.cov(np.concatenate([feats[keep]] * 2), rowvar=False), rtol=1e-10)
+    copies = N.fit_niqe_model([img] * 8)  # the same sharp patches eight times: 8 x keep.sum() > 36 rows
+    np.testing.assert_allclose(copies.mu, feats[keep].mean(0), rtol=1e-12)
+    np.testing.assert_allclose(copies.cov, np.cov(np.concatenate([feats[keep]] * 8), rowvar=False), rtol=1e-10)
+    with pytest.raises(ValueError, match="sharp patches from 1 images; a full-rank covariance"):
+        N.fit_niqe_model([img])  # too few patches for 36 features
 
 
 def test_flat_patches_are_left_out_not_counted():
@@ -225,7 +227,7 @@ def test_command_line_fit_then_score(tmp_path, capsys):
     for name in ("astronaut", "coffee", "rocket"):
         paths.append(str(tmp_path / f"{name}.png"))
         Image.fromarray(getattr(skimage_data, name)()).save(paths[-1])
-    assert N.main(["fit", str(tmp_path / "m.npz"), *paths]) == 0
+    assert N.main(["fit", str(tmp_path / "m.npz"), *paths, "--sharpness", "0"]) == 0  # all 73 patches
     assert N.main(["score", str(tmp_path / "m.npz"), paths[0]]) == 0
     out = capsys.readouterr().out.strip().splitlines()[-1]
     model = N.load_niqe_model(tmp_path / "m.npz")

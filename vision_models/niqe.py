@@ -12,7 +12,8 @@ The computation follows the authors' MATLAB release (`computequality.m`, `comput
 `estimateaggdparam.m`), which produced the shipped model parameters:
 - grey image (MATLAB `rgb2gray` weights, rounded for uint8 input), cropped to whole 96x96 patches;
 - MSCN coefficients (x - mu) / (sigma + 1), mu and sigma from a 7x7 Gaussian window (sigma 7/6,
-  normalised), zero-padded 'same' filtering as MATLAB's `filter2`;
+  normalised), filtered with replicated borders as `imfilter(im, window, 'replicate')` (BRISQUE's code
+  uses zero-padded `filter2`; NIQE's does not);
 - per patch 18 features: AGGD fit of the MSCN coefficients (shape, mean of the left/right scales), and for
   the products with the horizontal, vertical and both diagonal neighbours (circular shifts within the
   patch) the AGGD shape, mean (beta_r - beta_l) Gamma(2/a)/Gamma(1/a), beta_l and beta_r; AGGD/GGD
@@ -41,7 +42,7 @@ from harness.core import HarnessError
 
 PATCH = 96
 N_FEATURES = 36
-SHIFTS = ((0, 1), (1, 0), (1, 1), (-1, 1))  # computefeature.m: horizontal, vertical, two diagonals
+SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))  # computefeature.m's circshifts: horizontal, vertical, two diagonals
 _GAM = np.round(0.2 + 0.001 * np.arange(9801), 3)  # 0.2:0.001:10
 _R_AGGD = _gamma(2 / _GAM) ** 2 / (_gamma(1 / _GAM) * _gamma(3 / _GAM))
 _R_GGD = _gamma(1 / _GAM) * _gamma(3 / _GAM) / _gamma(2 / _GAM) ** 2
@@ -119,12 +120,12 @@ def gaussian_window(size: int = 7, sigma: float = 7 / 6) -> np.ndarray:
 
 
 def mscn(image: np.ndarray, c: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """(MSCN coefficients, local sigma) of a grey float image; zero-padded 'same' filtering (MATLAB filter2)."""
+    """(MSCN coefficients, local sigma) of a grey float image; borders replicated (MATLAB imfilter 'replicate')."""
     from scipy.ndimage import correlate
 
     w = gaussian_window()
-    mu = correlate(image, w, mode="constant", cval=0.0)
-    sigma = np.sqrt(np.abs(correlate(image * image, w, mode="constant", cval=0.0) - mu * mu))
+    mu = correlate(image, w, mode="nearest")
+    sigma = np.sqrt(np.abs(correlate(image * image, w, mode="nearest") - mu * mu))
     return (image - mu) / (sigma + c), sigma
 
 
@@ -238,7 +239,12 @@ def fit_niqe_model(images: list[np.ndarray], sharpness_threshold: float = 0.75, 
     for im in images:
         feats, sharp = patch_features(im, patch)
         rows.append(feats[sharp > sharpness_threshold * sharp.max()])
-    mu, cov = nan_gaussian(np.concatenate(rows))
+    selected = np.concatenate(rows)
+    complete = int(np.isfinite(selected).all(axis=1).sum())
+    if complete <= N_FEATURES:  # a rank-deficient covariance: NIQE would hinge on a pseudo-inverse's noise
+        raise ValueError(f"NIQE model: {complete} sharp patches from {len(images)} images; a full-rank covariance "
+                         f"of {N_FEATURES} features needs more than {N_FEATURES} (give more or larger images)")
+    mu, cov = nan_gaussian(selected)
     return NiqeModel(mu, cov, f"fitted on {len(images)} images")
 
 
@@ -288,10 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("fit", "score"))
     parser.add_argument("model", help="OUT.npz for fit; the .mat/.npz model for score")
     parser.add_argument("images", nargs="+")
+    parser.add_argument("--sharpness", type=float, default=0.75,
+                        help="fit: keep patches sharper than this x each image's sharpest (0 keeps all)")
     args = parser.parse_args(argv)
     images = [np.asarray(Image.open(p).convert("RGB")) for p in args.images]
     if args.command == "fit":
-        save_niqe_model(fit_niqe_model(images), args.model)
+        save_niqe_model(fit_niqe_model(images, args.sharpness), args.model)
         print(f"wrote {args.model} ({len(images)} images)")
     else:
         model = load_niqe_model(args.model)
