@@ -235,17 +235,28 @@ class Pipeline:
                 if tokens is not None:
                     current_sample.reset(tokens)
             latency = (clock() - start) / len(chunk)
-            for sample, output in zip(chunk, outputs, strict=True):
-                await self.sink.add(job, split, sample, output, latency, error)
-            job.outstanding -= 1
-            if job.outstanding == 0 and job.finished is not None:
-                job.finished.set()
-                if self.on_job_done is not None:
-                    self.on_job_done(job)
+            finish = self.finish(job, split, chunk, outputs, latency, error)
+            if self.sink.scorer.with_models:  # scoring asks models: it counts against --concurrency
+                await finish
+            else:  # cheap scoring: send the next request first, record this chunk right after
+                task = asyncio.ensure_future(finish)
+                self._finishing.add(task)
+                task.add_done_callback(self._finishing.discard)
+
+    async def finish(self, job: FoldJob, split: str, chunk: list[Sample], outputs: list[Any], latency: float,
+                     error: str | None) -> None:
+        for sample, output in zip(chunk, outputs, strict=True):
+            await self.sink.add(job, split, sample, output, latency, error)
+        job.outstanding -= 1
+        if job.outstanding == 0 and job.finished is not None:
+            job.finished.set()
+            if self.on_job_done is not None:
+                self.on_job_done(job)
 
     async def run(self, feed: Callable[[Pipeline], Awaitable[None]]) -> None:
         n_todo = sum(len(j.todo) for j in self.jobs)
         n_workers = min(self.concurrency, max(1, -(-n_todo // self.batch_size)))
+        self._finishing: set[asyncio.Future[None]] = set()
         workers = [asyncio.create_task(self.worker()) for _ in range(n_workers)]
         try:
             await feed(self)
@@ -253,6 +264,8 @@ class Pipeline:
             for _ in workers:
                 self.queue.put_nowait(None)
             results = await asyncio.gather(*workers, return_exceptions=True)
+            while self._finishing:
+                results += await asyncio.gather(*list(self._finishing), return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException):
                 raise r
