@@ -111,8 +111,15 @@ class Scorer:
             record.error = f"scoring failed: {error_text(exc)}"
         finally:
             current_sample.reset(token)
-            # judge calls of the scoring: counted in this run's metrics.json (the line is already written)
+            # the scoring's own model calls (judges) join the sample's counts
             record.info = merge_usage(dict(record.info), sample.id)
+
+
+    async def score_line(self, sample: Sample, record: Record, line: str) -> str:
+        """Score the record; its prediction line again when scoring changed it (a scoring error, or the
+        judge calls that scoring made, counted in its info)."""
+        await self.score(sample, record)
+        return prediction_line(record) if record.error is not None or self.with_models else line
 
 
 class SampleSink:
@@ -148,7 +155,7 @@ class SampleSink:
         if record.ok and self.cache is not None:
             self.cache.store(job.scope, [(key, record, line)])
         if record.ok:
-            await self.scorer.score(sample, record)
+            line = await self.scorer.score_line(sample, record, line)
         job.done[key] = (record, with_scores(line, record.scores))
         self.progress.advance(error=record.error is not None)
 
@@ -164,14 +171,14 @@ async def rescore_hits(jobs: Sequence[FoldJob], scorer: Scorer, concurrency: int
                 pending.append((job, key, sample, hit[0], hit[1]))
     if not scorer.with_models:
         for job, key, sample, record, line in pending:
-            await scorer.score(sample, record)
+            line = await scorer.score_line(sample, record, line)
             job.done[key] = (record, with_scores(line, record.scores))
         return
     it = iter(pending)
 
     async def worker() -> None:
         for job, key, sample, record, line in it:
-            await scorer.score(sample, record)
+            line = await scorer.score_line(sample, record, line)
             job.done[key] = (record, with_scores(line, record.scores))
 
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(pending))))))

@@ -254,3 +254,20 @@ def test_protocol_options_are_refused_by_a_task_that_takes_none(tmp_path, toy_da
     code = main(["run", "--task", "toy", "--data", str(toy_data), "--out", str(tmp_path / "runs"), "--no-progress",
                  "-P", "order=A,B"])
     assert code == 2 and "takes no protocol options" in capsys.readouterr().err
+
+
+def test_a_scoring_failure_is_in_samples_jsonl_and_the_prediction_stays_cached(tmp_path, toy_data, monkeypatch):
+    def picky(self, sample, prediction):
+        if sample.id == "s5":
+            raise ValueError("cannot score s5")
+        return {"correct": float(prediction == sample.target)}
+
+    monkeypatch.setattr(toy_task.ToyTask, "score", picky)
+    res = run(RunConfig("toy", solver="echo", n_boot=20), settings(tmp_path, toy_data))
+    lines = {x["sample_id"]: x for x in map(json.loads, (res.run_dir / "samples.jsonl").read_text().splitlines())}
+    assert lines["s5"]["error"] == "scoring failed: ValueError: cannot score s5" and lines["s5"]["scores"] == {}
+    assert lines["s4"]["error"] is None and lines["s4"]["scores"] == {"correct": 1.0}
+    assert res.metrics["accuracy"].n == 39
+    monkeypatch.undo()  # the scorer is fixed: the cached prediction of s5 is scored now
+    again = run(RunConfig("toy", solver="echo", n_boot=20), settings(tmp_path, toy_data))
+    assert again.n_cached == 40 and again.n_errors == 0 and again.metrics["accuracy"].n == 40
