@@ -206,25 +206,28 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
     }
     write_json(run_dir / "manifest.json", manifest)
 
-    cache = ResultCache(settings.out_dir / "cache.sqlite")
-    jobs: list[FoldJob] = []
-    history: list[str] = []
-    for fold in folds:
-        history.append(fold.name)
-        fold_hash = solver_identity_hash(task, solver, config, tuple(history)) if sequential else solver_hash
-        scope = CacheScope(task.name, scope_protocol, fold.name, fold_hash, fingerprint)
-        if not settings.use_cache:  # --no-cache: recompute everything, then refresh the cache
-            cache.clear(scope)
-        items = _limited([(split, s) for split, ss in fold.solved() for s in ss], config.limit)
-        hits = cache.lookup(scope, [sample_key(sp, s.id) for sp, s in items])
-        jobs.append(FoldJob(fold, scope, items, hits))
-    n_cached = sum(len(j.hits) for j in jobs)
-    total = sum(len(j.items) for j in jobs)
-    progress = RunProgress(f"{task.name}/{protocol} · {solver_name}", total, enabled=settings.show_progress,
-                           console=console)
-    progress.start_fold("", total=total, cached=n_cached)
+    def prepare() -> tuple[ResultCache, list[FoldJob], int, RunProgress]:
+        """Open the cache and ask it which samples of each fold are finished."""
+        cache = ResultCache(settings.out_dir / "cache.sqlite")
+        jobs: list[FoldJob] = []
+        history: list[str] = []
+        for fold in folds:
+            history.append(fold.name)
+            fold_hash = solver_identity_hash(task, solver, config, tuple(history)) if sequential else solver_hash
+            scope = CacheScope(task.name, scope_protocol, fold.name, fold_hash, fingerprint)
+            if not settings.use_cache:  # --no-cache: recompute everything, then refresh the cache
+                cache.clear(scope)
+            items = _limited([(split, s) for split, ss in fold.solved() for s in ss], config.limit)
+            hits = cache.lookup(scope, [sample_key(sp, s.id) for sp, s in items])
+            jobs.append(FoldJob(fold, scope, items, hits))
+        n_cached = sum(len(j.hits) for j in jobs)
+        total = sum(len(j.items) for j in jobs)
+        progress = RunProgress(f"{task.name}/{protocol} · {solver_name}", total, enabled=settings.show_progress,
+                               console=console)
+        progress.start_fold("", total=total, cached=n_cached)
+        return cache, jobs, n_cached, progress
 
-    async def main() -> None:
+    async def main(cache: ResultCache, jobs: list[FoldJob], progress: RunProgress) -> None:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="harness-score") as pool:
             sctx = ScoreContext(roles=roles, artifacts=artifacts, seed=config.seed, executor=pool, run=ctx)
             scorer = Scorer(task, sctx, cache, scorer_identity)
@@ -254,9 +257,12 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
                 for s in (solver, *extra):
                     await s.aclose()
 
+    cache: ResultCache | None = None
+    signals = contextlib.ExitStack()  # SIGTERM unwinds like Ctrl-C until the run's files are written
+    signals.enter_context(_sigterm_interrupts())
     try:
-        with _sigterm_interrupts():
-            asyncio.run(main())
+        cache, jobs, n_cached, progress = prepare()
+        asyncio.run(main(cache, jobs, progress))
         records, lines = _collect(jobs)
         metric_defs = task.metrics(protocol)
         if task.sealed:  # predictions only; `harness submit` sends them to a board that holds the targets
@@ -289,6 +295,8 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
         if isinstance(exc, _Interrupted):
             raise KeyboardInterrupt from None
         raise
+    finally:
+        signals.close()
     _close_transcripts(ctx)
     cache_error = None
     try:
@@ -330,8 +338,8 @@ def _close_transcripts(ctx: RunContext) -> None:
         ctx.transcripts.close()
 
 
-def _close_quietly(cache: ResultCache, ctx: RunContext) -> None:
-    for close in (lambda: _close_transcripts(ctx), cache.close):
+def _close_quietly(cache: ResultCache | None, ctx: RunContext) -> None:
+    for close in (lambda: _close_transcripts(ctx), cache.close if cache is not None else lambda: None):
         try:
             close()
         except Exception:
