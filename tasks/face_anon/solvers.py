@@ -91,18 +91,32 @@ class GuidedInpaint(ProtectionSolver):
     Options = GuidedOptions
 
     def protect_file(self, path: str) -> tuple[Any, dict[str, Any]]:
-        from vision_models.diffusion import load_pipeline
-        from vision_models.faces import quality
-        from vision_models.faces.anonymize import attribute_loss, inpaint_guided, region_mask
+        """As the base class, with 68 landmarks (the kept regions are drawn from them)."""
         from vision_models.faces.detect import detect_face
 
-        o = self.opts
         image = load_image(path)
         face = detect_face(image, points=68)
         if face is None:
             return image, {"face": None, "note": "no face detected: image left unchanged"}
-        keep = [k.strip() for k in o.keep.split(",") if k.strip()]  # type: ignore[attr-defined]
-        mask = region_mask(image.shape, face.landmarks, keep)
+        keep = self.kept()
+        return self.protect(image, face, path), {"face": list(face.box), "kept": keep,
+                                                 "regenerated_pixels": int(self.mask(image, face).sum())}
+
+    def kept(self) -> list[str]:
+        return [k.strip() for k in self.opts.keep.split(",") if k.strip()]  # type: ignore[attr-defined]
+
+    def mask(self, image: Any, face: Any) -> Any:
+        from vision_models.faces.anonymize import region_mask
+
+        return region_mask(image.shape, face.landmarks, self.kept())
+
+    def protect(self, image: Any, face: Any, path: str) -> Any:
+        from vision_models.diffusion import load_pipeline
+        from vision_models.faces import quality
+        from vision_models.faces.anonymize import attribute_loss, inpaint_guided
+
+        o = self.opts
+        mask = self.mask(image, face)
         loss = None
         if o.attr_net != "none" and o.attr_scale > 0:  # type: ignore[attr-defined]
             target = load_image(o.target) if o.target else image  # type: ignore[attr-defined]
@@ -110,9 +124,8 @@ class GuidedInpaint(ProtectionSolver):
         pipe = load_pipeline("inpaint", o.model)  # type: ignore[attr-defined]
         seed = int(self.rng(path).integers(2**31))
         with _PIPE_LOCK:
-            out = inpaint_guided(pipe, image, mask, o.prompt, loss=loss, scale=o.attr_scale, seed=seed,  # type: ignore[attr-defined]
-                                 steps=o.steps, guidance=o.guidance, size=o.size)  # type: ignore[attr-defined]
-        return out, {"face": list(face.box), "regenerated_pixels": int(mask.sum()), "kept": keep}
+            return inpaint_guided(pipe, image, mask, o.prompt, loss=loss, scale=o.attr_scale, seed=seed,  # type: ignore[attr-defined]
+                                  steps=o.steps, guidance=o.guidance, size=o.size)  # type: ignore[attr-defined]
 
 
 _PIPE_LOCK = threading.Lock()

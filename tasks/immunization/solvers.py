@@ -13,6 +13,7 @@ spec is part of their identity. Random draws are seeded by --seed and the image'
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import hashlib
 from fractions import Fraction
@@ -81,8 +82,9 @@ class ImmunizerSolver(_Solver):
         digest = hashlib.sha256(f"{self.options['seed']}:{key}".encode()).digest()
         return np.random.default_rng(int.from_bytes(digest[:8], "big"))
 
+    @abc.abstractmethod
     def protect(self, image: np.ndarray, mask: np.ndarray | None, key: str) -> tuple[np.ndarray, dict[str, Any]]:
-        raise NotImplementedError
+        """(protected image within the budget, info) of one image."""
 
     def _protect_file(self, target: dict[str, Any], key: str) -> tuple[str, dict[str, Any]]:
         image = load_rgb(target["image"], target)

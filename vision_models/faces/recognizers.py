@@ -13,6 +13,7 @@ detector, not the recogniser). A face the detector misses is reported per image
 
 from __future__ import annotations
 
+import abc
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ class FaceEmbedding:
     reason: str | None = None
 
 
-class FaceRecognizer:
+class FaceRecognizer(abc.ABC):
     """Base: detect (unless faces are given), align, embed a batch. Subclasses implement `_embed_aligned`."""
 
     name: str = ""
@@ -86,8 +87,9 @@ class FaceRecognizer:
 
     dim: int = 0
 
+    @abc.abstractmethod
     def _embed_aligned(self, images: list[np.ndarray], faces: list[Face]) -> np.ndarray:
-        raise NotImplementedError
+        """Embeddings (n, dim) of the faces found in the images."""
 
 
 class DlibRecognizer(FaceRecognizer):

@@ -15,6 +15,7 @@ protection in every pair and on every machine.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import hashlib
 import threading
@@ -70,8 +71,9 @@ class ProtectionSolver(_Solver):
         digest = hashlib.sha256(f"{seed}:{image_key(path)}".encode()).digest()
         return np.random.default_rng(int.from_bytes(digest[:8], "big"))
 
+    @abc.abstractmethod
     def protect(self, image: np.ndarray, face: Face, path: str) -> np.ndarray:
-        raise NotImplementedError
+        """The protected image of one original with its detected face."""
 
     def protect_file(self, path: str) -> tuple[np.ndarray, dict[str, Any]]:
         """(protected image, info) of one original."""
@@ -106,7 +108,11 @@ class IdentityProtection(ProtectionSolver):
 
     Options = NoOptions
 
+    def protect(self, image: np.ndarray, face: Face, path: str) -> np.ndarray:
+        return image
+
     def protect_file(self, path: str) -> tuple[np.ndarray, dict[str, Any]]:
+        """The original as it is: no face detection needed."""
         return load_image(path), {"face": None}
 
 
