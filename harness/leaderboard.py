@@ -12,6 +12,7 @@ import json
 import random
 import time
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -186,8 +187,8 @@ class Leaderboard:
         cfg = manifest["config"]
         conn.execute(
             insert(runs_table).values(
-                scorer_version=_version(manifest, "scorer_version"),
-                task_version=_version(manifest, "task_version"), origin=origin, submitter=submitter,
+                scorer_version=manifest_version(manifest, "scorer_version"),
+                task_version=manifest_version(manifest, "task_version"), origin=origin, submitter=submitter,
                 run_id=manifest["run_id"], task=cfg["task"],
                 protocol=protocol_label(cfg["protocol"], manifest.get("protocol_options")), solver=cfg["solver"],
                 model=cfg.get("model"), config_hash=manifest["config_hash"],
@@ -244,7 +245,7 @@ class Leaderboard:
         return out
 
 
-def _version(manifest: dict[str, Any], key: str) -> str | None:
+def manifest_version(manifest: Mapping[str, Any], key: str) -> str | None:
     """A version the manifest records, at top level or under "task" (core v2 manifests)."""
     value = manifest.get(key)
     if value is None and isinstance(manifest.get("task"), dict):

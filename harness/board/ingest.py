@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import orjson
 
 from harness.board.plots import run_plots
 from harness.core import HarnessError, Metric, Record, Sample, Task
+from harness.leaderboard import manifest_version
 from harness.registry import get_task, task_names
 from harness.stats import MetricValue
 
@@ -148,14 +149,6 @@ def _artifact_files(raw: Any) -> dict[str, bytes]:
             raise Refused(f"artifact {ref}: its bytes do not match its sha256 name")
         out[ref] = content
     return out
-
-
-def manifest_version(manifest: Mapping[str, Any], key: str) -> str | None:
-    """scorer_version / task_version at the manifest's top level or under its "task" object."""
-    value = manifest.get(key)
-    if value is None and isinstance(manifest.get("task"), dict):
-        value = manifest["task"].get(key.removeprefix("task_"))
-    return None if value is None else str(value)
 
 
 def check_manifest(manifest: dict[str, Any]) -> tuple[str, str, str]:
