@@ -22,15 +22,17 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from harness.core import HarnessError, Record
 from harness.fingerprint import config_hash
 from harness.rundir import record_from_line
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CACHE_VERSION = 3  # bump when the stored record format changes
 SCHEMA = """
@@ -78,9 +80,24 @@ def sample_key(split: str, sample_id: str) -> str:
     return sample_id if split == "test" else f"{split}\0{sample_id}"
 
 
+def _retry_locked(fn: Callable[[], T], seconds: float = 30.0) -> T:
+    """Run `fn`, retrying while another process holds the file: some statements (switching to WAL,
+    schema changes) get SQLITE_BUSY at once instead of waiting out the busy timeout."""
+    deadline, pause = time.monotonic() + seconds, 0.02
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(0.5, pause * 2)
+
+
 def _connect(path: Path, timeout: float) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
-    db.execute("PRAGMA journal_mode=WAL")
+    if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":  # WAL is kept in the file
+        _retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
     # The OS keeps written pages when the process is killed; only a machine crash can lose the last
     # commits, which a re-run then recomputes.
     db.execute("PRAGMA synchronous=NORMAL")
@@ -173,20 +190,32 @@ class ResultCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         try:
-            self._db = _connect(path, 30)
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version != CACHE_VERSION:
-                # A cache written by another harness version: it is only a cache, so start it afresh.
-                self._db.executescript(
-                    "DROP TABLE IF EXISTS results; DROP TABLE IF EXISTS predictions; DROP TABLE IF EXISTS scores;"
-                    "DROP TABLE IF EXISTS scopes;")
-                self._db.execute(f"PRAGMA user_version={CACHE_VERSION}")
-            self._db.executescript(SCHEMA)
+            self._db = _retry_locked(lambda: _connect(path, 30))
+            _retry_locked(self._migrate)
         except sqlite3.Error as exc:
             raise HarnessError(f"result cache {path}: {exc} (pass --no-cache or another --out)") from exc
         self._writer = _Writer(path)
         self._writer.start()
         self._known_scopes: set[str] = set()
+
+    def _migrate(self) -> None:
+        """Create the tables, or start afresh over a cache of another harness version (it is only a cache).
+        One transaction, so runs starting together into one --out never see half a schema."""
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == CACHE_VERSION:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._db.execute("PRAGMA user_version").fetchone()[0] != CACHE_VERSION:
+                for table in ("results", "predictions", "scores", "scopes"):
+                    self._db.execute(f"DROP TABLE IF EXISTS {table}")
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={CACHE_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def lookup(self, scope: CacheScope, keys: Sequence[str]) -> dict[str, tuple[Record, str]]:
         """Cached (record without scores, JSON line) pairs of this scope for the given sample keys."""
