@@ -80,7 +80,7 @@ def sample_key(split: str, sample_id: str) -> str:
     return sample_id if split == "test" else f"{split}\0{sample_id}"
 
 
-def _retry_locked(fn: Callable[[], T], seconds: float = 30.0) -> T:
+def retry_locked(fn: Callable[[], T], seconds: float = 30.0) -> T:
     """Run `fn`, retrying while another process holds the file: some statements (switching to WAL,
     schema changes) get SQLITE_BUSY at once instead of waiting out the busy timeout."""
     deadline, pause = time.monotonic() + seconds, 0.02
@@ -94,10 +94,10 @@ def _retry_locked(fn: Callable[[], T], seconds: float = 30.0) -> T:
             pause = min(0.5, pause * 2)
 
 
-def _connect(path: Path, timeout: float) -> sqlite3.Connection:
+def connect_sqlite(path: Path, timeout: float) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
     if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":  # WAL is kept in the file
-        _retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
+        retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
     # The OS keeps written pages when the process is killed; only a machine crash can lose the last
     # commits, which a re-run then recomputes.
     db.execute("PRAGMA synchronous=NORMAL")
@@ -142,7 +142,7 @@ class _Writer(threading.Thread):
 
     def _store(self) -> None:
         if self._db is None:
-            self._db = _connect(self.path, BUSY_TIMEOUT_S)
+            self._db = connect_sqlite(self.path, BUSY_TIMEOUT_S)
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -190,8 +190,8 @@ class ResultCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         try:
-            self._db = _retry_locked(lambda: _connect(path, 30))
-            _retry_locked(self._migrate)
+            self._db = retry_locked(lambda: connect_sqlite(path, 30))
+            retry_locked(self._migrate)
         except sqlite3.Error as exc:
             raise HarnessError(f"result cache {path}: {exc} (pass --no-cache or another --out)") from exc
         self._writer = _Writer(path)

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import random
-import sqlite3
 import threading
 import time
 import weakref
@@ -294,12 +293,12 @@ class CachedBackend(ModelBackend):
         cache_dir.mkdir(parents=True, exist_ok=True)
         self.path = cache_dir / "model_cache.sqlite"
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
+        from harness.cache import connect_sqlite, retry_locked
+
+        self._db = retry_locked(lambda: connect_sqlite(self.path, 30))
+        retry_locked(lambda: self._db.execute(
             "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, response TEXT, created REAL)"
-        )
+        ))
         self.hits = 0
         self.misses = 0
 
