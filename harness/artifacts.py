@@ -59,7 +59,8 @@ class ArtifactStore:
 
         img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
         buf = io.BytesIO()
-        img.save(buf, format=fmt.upper())
+        # PNG at zlib level 1: ~3x faster to encode than the default 6 for ~13% more bytes (still lossless).
+        img.save(buf, format=fmt.upper(), **({"compress_level": 1} if fmt.lower() == "png" else {}))
         return self.put_bytes(buf.getvalue(), "jpg" if fmt.lower() == "jpeg" else fmt.lower())
 
     def path(self, ref: str) -> Path:
