@@ -12,6 +12,7 @@ Standalone: `python tests/servers/fake_openai.py --latency 0.5 --port 0` prints 
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import contextlib
@@ -280,13 +281,14 @@ def _bind(port: int = 0) -> socket.socket:
     return sock
 
 
-class FakeOpenAIServer:
-    """Context manager: `with FakeOpenAIServer(ServerConfig(latency_s=0.5)) as srv: srv.base_url`."""
+class ServerHandle(abc.ABC):
+    """A uvicorn server in a thread of this process or in its own process (printing `PORT n`), with one
+    way to start and stop it; FakeOpenAIServer and the faulty server of the reliability suite share it."""
 
-    def __init__(self, config: ServerConfig | None = None, *, process: bool = False) -> None:
-        self.config = config or ServerConfig()
-        self.process = process
-        self.port = 0
+    name = "server"
+
+    def __init__(self, *, process: bool = False, port: int = 0) -> None:
+        self.process, self.port = process, port
         self._thread: threading.Thread | None = None
         self._server: Any = None
         self._proc: subprocess.Popen[str] | None = None
@@ -295,36 +297,29 @@ class FakeOpenAIServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> FakeOpenAIServer:
-        if self.process:
-            self._start_process()
-        else:
-            self._start_thread()
-        return self
-
-    def _start_thread(self) -> None:
-        sock = _bind()
-        self.port = sock.getsockname()[1]
-        self._server = _make_server(self.config, Counters())
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._server.serve(sockets=[sock])), daemon=True, name="fake-openai"
-        )
+    def _serve_in_thread(self, server: Any, sock: socket.socket) -> None:
+        self.port, self._server = sock.getsockname()[1], server
+        self._thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True,
+                                        name=self.name)
         self._thread.start()
         deadline = time.monotonic() + 10
-        while not self._server.started:
+        while not server.started:
             if time.monotonic() > deadline:
-                raise RuntimeError("fake OpenAI server did not start within 10 s")
+                raise RuntimeError(f"{self.name} did not start within 10 s")
             time.sleep(0.01)
 
-    def _start_process(self) -> None:
-        args = [sys.executable, __file__, "--port", "0", "--config", json.dumps(dataclasses.asdict(self.config))]
+    def _serve_in_process(self, args: list[str]) -> None:
         self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()
         if not line.startswith("PORT "):
             self._proc.kill()
-            raise RuntimeError(f"fake OpenAI server process failed to start: {line!r}")
+            raise RuntimeError(f"{self.name} process failed to start: {line!r}")
         self.port = int(line.split()[1])
+
+    @abc.abstractmethod
+    def start(self) -> ServerHandle:
+        """Start serving (in a thread, or in a process when `process`); returns self."""
 
     def stop(self) -> None:
         if self._server is not None:
@@ -340,6 +335,30 @@ class FakeOpenAIServer:
                 self._proc.kill()
             self._proc = None
 
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class FakeOpenAIServer(ServerHandle):
+    """Context manager: `with FakeOpenAIServer(ServerConfig(latency_s=0.5)) as srv: srv.base_url`."""
+
+    name = "fake-openai"
+
+    def __init__(self, config: ServerConfig | None = None, *, process: bool = False) -> None:
+        super().__init__(process=process)
+        self.config = config or ServerConfig()
+
+    def start(self) -> FakeOpenAIServer:
+        if self.process:
+            self._serve_in_process([sys.executable, __file__, "--port", "0", "--config",
+                                    json.dumps(dataclasses.asdict(self.config))])
+        else:
+            self._serve_in_thread(_make_server(self.config, Counters()), _bind())
+        return self
+
     def _get(self, path: str, method: str = "GET") -> Any:
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method)
         with urllib.request.urlopen(req, timeout=10) as resp:
@@ -353,12 +372,6 @@ class FakeOpenAIServer:
 
     def reset(self) -> None:
         self._get("/reset", "POST")
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main() -> None:

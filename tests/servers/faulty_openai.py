@@ -19,18 +19,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
 import socket
-import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
+
+try:  # imported as tests' `servers.faulty_openai`, or run as a script from tests/servers/
+    from servers.fake_openai import ServerHandle
+except ImportError:
+    from fake_openai import ServerHandle
 
 MODES = ("ok", "5xx", "429", "hang", "stalled", "invalid_json", "empty_choices", "truncated", "null_content",
          "empty_content", "number_content", "bad_value", "null_value")
@@ -163,47 +165,26 @@ def _server(state: State) -> Any:
     return uvicorn.Server(config)
 
 
-class FaultyServer:
+class FaultyServer(ServerHandle):
     """`with FaultyServer(mode="5xx") as srv: srv.base_url`; `srv.set_mode("hang")`; in a process,
     `srv.kill()` then `srv.start()` brings it back on the same port."""
 
+    name = "faulty server"
+
     def __init__(self, mode: str = "ok", *, fail_times: int = 2, retry_after_s: float = 0.2,
                  process: bool = False, port: int = 0, die_after: int = 0, answer: str | None = None) -> None:
+        super().__init__(process=process, port=port)
         self.state = State(mode=mode, fail_times=fail_times, retry_after_s=retry_after_s, die_after=die_after,
                            answer=answer)
-        self.process, self.port = process, port
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._proc: subprocess.Popen[str] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> FaultyServer:
         if self.process:
-            args = [sys.executable, __file__, "--port", str(self.port), "--mode", self.state.mode,
-                    "--fail-times", str(self.state.fail_times), "--retry-after", str(self.state.retry_after_s),
-                    "--die-after", str(self.state.die_after), *(["--answer", self.state.answer] if self.state.answer
-                                                                 else [])]
-            self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-            assert self._proc.stdout is not None
-            line = self._proc.stdout.readline()
-            if not line.startswith("PORT "):
-                self._proc.kill()
-                raise RuntimeError(f"faulty server did not start: {line!r}")
-            self.port = int(line.split()[1])
-            return self
-        sock = _bind(self.port)
-        self.port = sock.getsockname()[1]
-        self._server = _server(self.state)
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._server.serve(sockets=[sock])), daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("faulty server did not start within 10 s")
-            time.sleep(0.01)
+            st = self.state
+            self._serve_in_process([sys.executable, __file__, "--port", str(self.port), "--mode", st.mode,
+                                    "--fail-times", str(st.fail_times), "--retry-after", str(st.retry_after_s),
+                                    "--die-after", str(st.die_after), *(["--answer", st.answer] if st.answer else [])])
+        else:
+            self._serve_in_thread(_server(self.state), _bind(self.port))
         return self
 
     def alive(self) -> bool:
@@ -215,20 +196,6 @@ class FaultyServer:
         self._proc.kill()
         self._proc.wait(timeout=5)
         self._proc = None
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._server = None
-        if self._proc is not None:
-            self._proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(timeout=5)
-            if self._proc.poll() is None:
-                self._proc.kill()
-            self._proc = None
 
     def _call(self, path: str, body: dict[str, Any] | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -249,12 +216,6 @@ class FaultyServer:
 
     def stats(self) -> dict[str, Any]:
         return dict(self._call("/stats"))
-
-    def __enter__(self) -> FaultyServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main() -> None:
