@@ -51,7 +51,9 @@ def now() -> str:
 
 
 def new_run_id(task: str, solver: str) -> str:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    # Millisecond stamp: run ids sort in start order even when a cached re-run starts within the same
+    # second as the one before it; the random suffix keeps runs started in the same millisecond apart.
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
     return f"{task}-{solver}-{stamp}-{secrets.token_hex(2)}".replace("/", "_").replace(":", "_")
 
 

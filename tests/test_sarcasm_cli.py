@@ -30,11 +30,13 @@ def test_majority_then_tfidf_then_cached_rerun_and_the_board(tmp_path, capsys):
     assert 0.55 <= f1["value"] <= 0.72 and f1["ci_low"] < f1["value"] < f1["ci_high"]
     capsys.readouterr()
 
+    before = {p.name for p in out.iterdir()}
     assert main(["run", "--task", "sarcasm", "--solver", "tfidf", *base]) == 0
     printed = capsys.readouterr().out
     assert "from cache: 690" in printed and "computed: 0" in printed
-    runs = sorted(p for p in out.iterdir() if p.name.startswith("sarcasm-tfidf"))
-    again = json.loads((runs[-1] / "metrics.json").read_text())
+    (rerun,) = [p for p in out.iterdir() if p.name not in before and p.name.startswith("sarcasm-tfidf")]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("sarcasm-tfidf"))[-1] == rerun.name
+    again = json.loads((rerun / "metrics.json").read_text())
     assert again["n_cached"] == 690 and again["metrics"] == first["metrics"]
 
     assert main(["leaderboard", "--task", "sarcasm", "--format", "json", "--out", str(out)]) == 0
