@@ -3,7 +3,8 @@ uninterrupted run's, and every sample is recorded exactly once (issue 9, the sui
 
 The run is a subprocess (`harness run` on the toy task, 2 folds, a solver that takes 40 ms per sample
 at concurrency 4); hypothesis chooses when to kill it, as a fraction of an uninterrupted run's wall time
-(from start-up to after the end), and at least one kill lands while samples are being solved.
+(from start-up to after the end); one more kill lands when 20 samples are in the cache, so that at
+least one kill certainly lands while samples are being solved.
 """
 
 from __future__ import annotations
@@ -73,7 +74,37 @@ def test_resume_after_kill_9_gives_the_uninterrupted_metrics(tmp_path_factory) -
         cached_after_kill.append(resumed["n_cached"])
 
     killed_then_resumed()
-    assert any(0 < n < N_ITEMS for n in cached_after_kill), cached_after_kill  # some kill landed mid-run
+
+    # One kill that certainly lands mid-run, whatever the machine's speed: when the cache holds 20
+    # finished samples (the random kills above may all land before the first or after the last).
+    out = tmp_path_factory.mktemp("runs")
+    proc = subprocess.Popen(command(data, out), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for_cached(out / "cache.sqlite", 20, proc), "the run ended before 20 samples were cached"
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    resumed = run_to_end(data, out)
+    assert resumed["metrics"] == reference["metrics"] and resumed["n_errors"] == 0
+    assert 20 <= resumed["n_cached"] < N_ITEMS, resumed["n_cached"]
+    cached_after_kill.append(resumed["n_cached"])
+
+
+def wait_for_cached(db: Path, n: int, proc: subprocess.Popen, timeout_s: float = 120.0) -> bool:
+    """Poll the run's prediction cache (read-only) until it holds `n` rows; False when the run ends first."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+                    if con.execute("SELECT count(*) FROM predictions").fetchone()[0] >= n:
+                        return True
+            except sqlite3.OperationalError:
+                pass  # schema not created yet, or the file is being switched to WAL
+        time.sleep(0.01)
+    return False
 
 
 def test_a_cache_locked_for_a_while_loses_no_finished_sample(tmp_path: Path) -> None:
