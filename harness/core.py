@@ -412,7 +412,9 @@ class Task(abc.ABC):
 
     def load_folds(self, data_dir: Path, protocol: str, options: Mapping[str, Any] | None = None,
                    ) -> tuple[list[Fold], dict[str, JSON]]:
-        """The folds and the canonical protocol options (defaults filled in; {} when the task has none)."""
+        """The folds and the protocol options that differ from the task's defaults, in canonical form: {}
+        for a default run (with or without -P), so that it shares its cache scope and its board protocol
+        with every other default run, and e.g. `il` is never shown as `il[order=<the default>]`."""
         if self.ProtocolOptions is None:
             if options:
                 raise HarnessError(f"task {self.name!r} takes no protocol options (-P): got {', '.join(options)}")
@@ -426,7 +428,9 @@ class Task(abc.ABC):
         except ValidationError as exc:
             raise HarnessError(validation_message(f"{self.name} protocol", self.ProtocolOptions, dict(options or {}),
                                                   exc)) from None
-        return self.folds_with(data_dir, protocol, opts), opts.model_dump(mode="json")
+        defaults = self.ProtocolOptions().model_dump(mode="json")
+        changed = {k: v for k, v in opts.model_dump(mode="json").items() if k not in defaults or defaults[k] != v}
+        return self.folds_with(data_dir, protocol, opts), changed
 
     def sequential(self, protocol: str) -> bool:
         """True for domain-incremental protocols: folds are steps fitted in order on one solver state."""

@@ -103,7 +103,7 @@ def _samples_if_at_hand(task: Task, manifest: Mapping[str, Any], protocol: str) 
     if not data or not Path(data).exists():
         return {}
     try:
-        folds = task.folds(Path(data), protocol)
+        folds, _ = task.load_folds(Path(data), protocol, manifest.get("protocol_options") or {})
     except Exception as exc:
         warnings.warn(f"re-scoring from samples.jsonl alone: {data} could not be loaded ({exc})", stacklevel=2)
         return {}

@@ -131,6 +131,7 @@ def test_rank_intervals_by_hand() -> None:
 @pytest.mark.parametrize("override,reason", [
     ({"data_fingerprint": "0123456789abcdef"}, "data fingerprint mismatch"),
     ({"scorer_version": "0"}, "scorer version mismatch"),
+    ({"protocol_options": {"order": "C,M"}}, "protocol options mismatch"),  # another protocol, never rescored
     ({"run_id": "../../etc/passwd"}, "not a valid name"),
     ({"run_id": "<script>x</script>"}, "not a valid name"),
     ({"status": "interrupted"}, "only finished runs"),

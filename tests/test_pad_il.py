@@ -16,6 +16,7 @@ pytest.importorskip("av")
 from harness.core import DataError, Record, RunContext  # noqa: E402
 from harness.registry import make_solver  # noqa: E402
 from tasks.pad_il import PadIlTask, bwt_hter, hter_of  # noqa: E402
+from tasks.pad_il.protocols import IL_ORDER  # noqa: E402
 from tasks.pad_il import padmetrics as pm  # noqa: E402
 from tasks.pad_il.synthetic import write_all, write_casia, write_msu, write_oulu  # noqa: E402
 
@@ -247,7 +248,19 @@ def test_protocol_option_sets_the_incremental_order_and_is_part_of_the_identity(
     assert m1["report"]["hter"]["domains"] == ["M", "C"] and m2["report"]["hter"]["domains"] == ["C", "M"]
     assert m2["n_cached"] == 0  # another order is another protocol identity
     assert json.loads((second / "manifest.json").read_text())["protocol_options"] == {"order": "C,M"}
+    assert json.loads((first / "manifest.json").read_text())["protocol_options"] == {}  # the default order
+    # `harness score` re-scores the run in its own order (its data is still there)
+    assert cli.main(["score", str(second), "--into", str(tmp_path / "rescored")]) == 0
+    again = json.loads((tmp_path / "rescored" / "metrics.json").read_text())
+    assert again["report"]["hter"]["domains"] == ["C", "M"] and again["metrics"] == m2["metrics"]
     capsys.readouterr()
+    # the default order spelled out is the default protocol: same cache scope, same board protocol
+    assert cli.main([*common, "-P", f"order={','.join(IL_ORDER)}"]) == 0
+    assert "computed: 0" in capsys.readouterr().out
+    assert cli.main(["leaderboard", "--task", "pad_il", "--format", "json", "--db", f"sqlite:///{tmp_path / 'lb.db'}",
+                     "--out", str(tmp_path / "runs")]) == 0
+    measured = [r["protocol"] for r in json.loads(capsys.readouterr().out) if r["kind"] == "measured"]
+    assert sorted(measured) == ["il", "il", "il[order=C,M]"]
     assert cli.main([*common, "-P", "order=C,X"]) == 2
     assert "order" in capsys.readouterr().err
     assert cli.main([*common, "-P", "steps=3"]) == 2

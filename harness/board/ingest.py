@@ -63,6 +63,7 @@ class ServerTask:
     fingerprint: str
     samples: dict[tuple[str, str, str], Sample]  # (split, fold, sample_id) -> Sample
     order: list[tuple[str, str, str]]  # data order, as the runner writes samples.jsonl
+    options: dict[str, Any] = field(default_factory=dict)  # canonical protocol options (-P), defaults
 
 
 def load_server_task(name: str, protocol: str, data_root: Path | None) -> ServerTask:
@@ -73,7 +74,8 @@ def load_server_task(name: str, protocol: str, data_root: Path | None) -> Server
     data_dir = task.resolve_data(path)
     samples: dict[tuple[str, str, str], Sample] = {}
     order = []
-    for fold in task.folds(data_dir, protocol):
+    folds, options = task.load_folds(data_dir, protocol)
+    for fold in folds:
         solved = fold.solved() if hasattr(fold, "solved") else [("test", fold.test)]
         for split, items in solved:
             for s in items:
@@ -81,7 +83,7 @@ def load_server_task(name: str, protocol: str, data_root: Path | None) -> Server
                 if key not in samples:
                     order.append(key)
                 samples[key] = s
-    return ServerTask(task, protocol, task.fingerprint(data_dir), samples, order)
+    return ServerTask(task, protocol, task.fingerprint(data_dir), samples, order, options)
 
 
 @dataclass
@@ -187,6 +189,13 @@ def check_against_server(manifest: dict[str, Any], server: ServerTask) -> None:
         raise Refused(f"manifest records no scorer_version (this board scores {task.name} with scorer version {want})")
     if got != want:
         raise Refused(f"scorer version mismatch: the run used {got!r}, this board scores {task.name} with {want!r}")
+    used = manifest.get("protocol_options") or {}
+    if used != server.options:
+        # other options (pad_il's domain order, ...) are another protocol: scoring the run's predictions
+        # against the board's folds would be a wrong number, not a comparable one
+        shown = orjson.dumps(used if isinstance(used, dict) else str(used)).decode()[:200]
+        raise Refused(f"protocol options mismatch: the run used {shown}, this board scores "
+                      f"{task.name}/{server.protocol} with {orjson.dumps(server.options).decode()[:200]}")
     fp = manifest.get("data_fingerprint")
     if fp != server.fingerprint:
         raise Refused(f"data fingerprint mismatch: the run's data is {str(fp)[:40]!r}, the board's copy of "
