@@ -37,6 +37,22 @@ def image_mime(data: bytes) -> str | None:
     return None
 
 
+def read_image(path: str | Path, *, mode: str = "RGB", what: str = "image", where: str = "") -> Any:
+    """An image file decoded to a uint8 numpy array (HxWx3 for "RGB", HxW for "L"). A missing or
+    unreadable file is a DataError naming it; `what` names the kind ("image", "frame") and `where`
+    adds the listing that named it, e.g. " (prompts.csv row 3)"."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert(mode))
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} file not found{where}") from None
+    except (UnidentifiedImageError, OSError) as exc:  # also a directory where a file was expected
+        raise DataError(f"{path}: not a readable {what}{where} ({exc})") from None
+
+
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness.core import DataError
-from harness.media import DecodeStats, image_data_url, sample_frames, sample_frames_jpeg
+from harness.media import DecodeStats, image_data_url, read_image, sample_frames, sample_frames_jpeg
 
 TOTAL, FPS, GOP = 60, 10, 6
 
@@ -96,3 +96,20 @@ def test_image_data_url_round_trips_and_rejects_non_images(tmp_path):
         image_data_url(txt)
     with pytest.raises(DataError, match="missing.png: file does not exist"):
         image_data_url(tmp_path / "missing.png")
+
+
+def test_read_image_decodes_and_names_the_missing_or_unreadable_file(tmp_path):
+    from PIL import Image
+
+    pixels = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), pixels)  # lossless PNG round trip
+    grey = read_image(tmp_path / "a.png", mode="L")
+    assert grey.shape == (4, 5) and grey.dtype == np.uint8
+    with pytest.raises(DataError, match=r"gone\.png: frame file not found \(list\.csv row 2\)"):
+        read_image(tmp_path / "gone.png", what="frame", where=" (list.csv row 2)")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"bad\.png: not a readable image \("):
+        read_image(tmp_path / "bad.png")
+    with pytest.raises(DataError, match="not a readable image"):  # a folder where a file was expected
+        read_image(tmp_path)

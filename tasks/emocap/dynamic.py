@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.core import DataError, Sample
+from harness.media import read_image
 from tasks.emocap.labels import PROTOCOL_CLASSES
 
 N_SEGMENTS = 16
@@ -85,8 +86,6 @@ def fold_lists(path: Path, protocol: str) -> list[tuple[str, list[Sample], list[
 
 def load_clip(sample: Sample) -> list[np.ndarray]:
     """The 16 test frames of a clip as RGB arrays; DataError naming the folder or file."""
-    from PIL import Image, UnidentifiedImageError
-
     folder = Path(sample.inputs["frames"])
     if not folder.is_dir():
         raise DataError(f"{folder}: frames folder is missing")
@@ -94,11 +93,4 @@ def load_clip(sample: Sample) -> list[np.ndarray]:
     idx = test_indices(int(sample.inputs["num_frames"]))
     if not files or max(idx) >= len(files):
         raise DataError(f"{folder}: has {len(files)} frames, the list says {sample.inputs['num_frames']}")
-    frames = []
-    for i in idx:
-        try:
-            with Image.open(files[i]) as im:
-                frames.append(np.asarray(im.convert("RGB")))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"{files[i]}: unreadable frame ({exc})") from None
-    return frames
+    return [read_image(files[i], what="frame") for i in idx]

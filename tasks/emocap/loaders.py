@@ -21,6 +21,7 @@ import numpy as np
 
 from harness.core import DataError, Sample
 from harness.datafiles import read_csv_rows, read_text
+from harness.media import read_image
 from tasks.emocap import ferplus
 from tasks.emocap.labels import AFFECTNET_CODES, PROTOCOL_CLASSES, RAFDB_CODES
 
@@ -157,20 +158,11 @@ def load_splits(path: Path, protocol: str) -> dict[str, list[Sample]]:
 
 def load_face(sample: Sample) -> np.ndarray:
     """The sample's face as an HxWx3 uint8 RGB array; DataError naming the file when unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
     inputs = sample.inputs
     if "pixels_csv" in inputs:
         grey = ferplus.fer2013_image(inputs["pixels_csv"], int(inputs["row"]))
         return np.repeat(grey[:, :, None], 3, axis=2)
-    path = Path(inputs["image"])
-    if not path.is_file():
-        raise DataError(f"{path}: image file is missing")
-    try:
-        with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{path}: unreadable image ({exc})") from None
+    rgb = read_image(inputs["image"])
     box = inputs.get("box")
     if box:
         x, y, w, h = box

@@ -20,6 +20,7 @@ import numpy as np
 
 from harness.core import DataError, Sample
 from harness.datafiles import read_csv_rows
+from harness.media import read_image
 
 PROMPTS = "prompts.csv"
 
@@ -69,15 +70,7 @@ def _where(info: dict[str, Any]) -> str:
 
 def load_rgb(path: str, info: dict[str, Any] | None = None) -> np.ndarray:
     """HxWx3 uint8; a missing or unreadable file is a DataError naming it and its CSV row."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file not found{_where(info or {})}") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{path}: not a readable image{_where(info or {})}: {exc}") from None
+    return read_image(path, where=_where(info or {}))
 
 
 def load_mask(path: str | None, shape: tuple[int, ...], info: dict[str, Any] | None = None) -> np.ndarray | None:

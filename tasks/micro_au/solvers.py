@@ -21,7 +21,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from harness.core import JSON, DataError, HarnessError, Sample, Solver, ThreadedBatchSolver
+from harness.core import JSON, HarnessError, Sample, Solver, ThreadedBatchSolver
+from harness.media import read_image
 from harness.options import SolverOptions
 from harness.registry import register_solver
 
@@ -45,15 +46,7 @@ def _is_mer(samples: Sequence[Sample]) -> bool:
 
 def read_frame(path: str) -> np.ndarray:
     """An RGB uint8 frame; DataError naming the file when missing or unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: frame file is missing") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{path}: unreadable frame ({exc})") from None
+    return read_image(path, what="frame")
 
 
 class NoOptions(SolverOptions):

@@ -139,21 +139,10 @@ def detect_face(image: np.ndarray, **kwargs: Any) -> Face | None:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """An image file as HxWx3 uint8 RGB; a clear error naming the file when it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+    """An image file as HxWx3 uint8 RGB; a DataError naming the file when it cannot be read."""
+    from harness.media import read_image
 
-    p = Path(path)
-    if not p.is_file():
-        from harness.core import DataError
-
-        raise DataError(f"{p}: image file missing")
-    try:
-        with Image.open(p) as im:
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        from harness.core import DataError
-
-        raise DataError(f"{p}: not a readable image ({exc})") from exc
+    return read_image(path)
 
 
 def landmarks_at(image: np.ndarray, box: tuple[int, int, int, int], points: int = 68) -> np.ndarray:
