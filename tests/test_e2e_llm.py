@@ -246,3 +246,42 @@ def test_judges_extract_labels_and_report_agreement(solver: str, motor_dir: Path
     # Cohen's kappa over the 36 extractions: p_o = 24/36, p_e = (12*12 + 12*12) / 36^2 = 2/9 -> 4/7
     agreement = m["report"]["judge_agreement"]
     assert agreement["items"] == 36 and agreement["cohen_kappa"] == pytest.approx(4 / 7)
+
+
+@pytest.mark.slow
+def test_two_judges_on_two_transformers_serve_endpoints_answer_and_their_kappa_is_reported(
+    motor_dir: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """Issue 8: the judges are two real `transformers serve` processes (scripted tiny models: judge-b reads
+    cognition answers as the third label, judge-a as the second); the solver's hedging prose comes from
+    the fake server. Same counts as the fake-server test above, so kappa is 4/7 again."""
+    from tests.tiny_models import build_scripted_lm, require_serve, serve
+
+    require_serve()
+    picks = {"behavior": "silent work", "cognition": "monitoring", "emotion": "neutral"}
+    paths = {}
+    for name, cognition in (("judge-a", "monitoring"), ("judge-b", "elaborating")):
+        replies = {f"choose one {head} label": json.dumps({"label": cognition if head == "cognition" else label,
+                                                           "reason": "scripted"})
+                   for head, label in picks.items()}
+        paths[name] = build_scripted_lm(tmp_path_factory.mktemp(name) / name, replies, '{"label": "none"}')
+    with serve(paths["judge-a"]) as url_a, serve(paths["judge-b"]) as url_b, \
+            FakeOpenAIServer(ServerConfig(answer=f"{__name__}:judged_answer")) as srv:
+        m = _run(["--task", "motor", "--solver", "mllm", "--model", "fake-model", "--base-url", srv.base_url,
+                  "--judge", f"{paths['judge-a']}@{url_a}", "--judge", f"{paths['judge-b']}@{url_b}",
+                  "--data", str(motor_dir), "--limit", "4", "-S", "frames=0"], tmp_path)
+        judged_at_fake = [b for b in srv.bodies() if "rubric label-extraction" in _system(b)]
+    assert m["n_errors"] == 0 and m["n_samples"] == 4 and judged_at_fake == []  # judges went to their own servers
+    for s in m["samples"]:
+        assert s["prediction"] == {"behavior": "silent work", "cognition": None, "emotion": "neutral"}
+        judged = s["info"]["judge"]
+        assert judged["behavior"]["judges"] == [str(paths["judge-a"]), str(paths["judge-b"])]
+        assert judged["cognition"]["labels"] == ["monitoring", "elaborating"] and judged["cognition"]["tie"]
+        assert "errors" not in judged["emotion"]
+    # Cohen's kappa over the 12 extractions: p_o = 8/12, p_e = (4*4 + 4*4) / 12^2 = 2/9 -> 4/7
+    assert m["report"]["judge_agreement"] == {"items": 12, "items_left_out": 0, "cohen_kappa": pytest.approx(4 / 7)}
+    calls = m["model_calls"]["by_role"]
+    for name in paths:
+        row = next(v for k, v in calls.items() if k.startswith("judge") and name in k)
+        assert row["calls"] == 12 and row["errors"] == 0
+        assert row["prompt_tokens"] > 12 * 20 and row["completion_tokens"] == 12 * 2  # the reply token and <|end|>

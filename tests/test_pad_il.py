@@ -16,8 +16,8 @@ pytest.importorskip("av")
 from harness.core import DataError, Record, RunContext  # noqa: E402
 from harness.registry import make_solver  # noqa: E402
 from tasks.pad_il import PadIlTask, bwt_hter, hter_of  # noqa: E402
-from tasks.pad_il.protocols import IL_ORDER  # noqa: E402
 from tasks.pad_il import padmetrics as pm  # noqa: E402
+from tasks.pad_il.protocols import IL_ORDER  # noqa: E402
 from tasks.pad_il.synthetic import write_all, write_casia, write_msu, write_oulu  # noqa: E402
 
 # live 0.9 0.8 0.4 | print 0.7 0.2 | replay 0.6 0.85

@@ -1,7 +1,8 @@
 """Tiny random models saved locally (no downloads), and `transformers serve` on them.
 
 `build_tiny_causal_lm(path)` saves a 2-layer Llama with a byte-level BPE tokenizer trained in-process
-and a chat template; `build_tiny_vlm(path)` a tiny LLaVA (CLIP vision tower + Llama) with its processor.
+and a chat template; `build_tiny_vlm(path)` a tiny LLaVA (CLIP vision tower + Llama) with its processor;
+`build_scripted_lm(path, replies, default)` a tiny Llama whose weights answer known replies by rule.
 `serve(path)` starts `transformers serve PATH` on a free port and yields its `/v1` base URL once
 `/v1/models` answers. Used by the end-to-end tests of the model backends, solvers and agents.
 """
@@ -137,6 +138,68 @@ def build_tiny_vlm(path: Path, seed: int = 0) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     processor.save_pretrained(path)
+    return path
+
+
+def build_scripted_lm(path: Path, replies: dict[str, str], default: str) -> Path:
+    """A tiny Llama that answers by rule, for end-to-end tests through the real `transformers serve`.
+
+    The chat template ends the prompt with a marker token chosen by the first key of `replies` found in
+    the last message's text (else a default marker). The weights make the model a bigram chain: the
+    attention and MLP outputs are zeroed, so the next token depends on the current token alone, and
+    marker -> one added token spelling the reply -> <|end|>. Greedy decoding therefore answers exactly
+    `replies[key]` (or `default`): the server, its request handling and its token counts are real, the
+    answers are known in advance."""
+    import torch
+    from tokenizers import AddedToken
+    from transformers import GenerationConfig, LlamaForCausalLM
+
+    tokenizer = build_tokenizer()
+    keys = list(replies)
+    markers = [f"<|rule{i}|>" for i in range(len(keys))] + ["<|rule-default|>"]
+    texts = [replies[k] for k in keys] + [default]
+    tokenizer.add_tokens([AddedToken(m, special=True, normalized=False) for m in markers], special_tokens=True)
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in dict.fromkeys(texts)])
+    rules = "".join(f"{{%- {'elif' if i else 'if'} {json.dumps(k)} in ns.text -%}}{markers[i]}"
+                    for i, k in enumerate(keys))
+    tokenizer.chat_template = (
+        "{%- set ns = namespace(text='') -%}"
+        "{%- for m in messages -%}<|{{ m['role'] }}|>"
+        "{%- if m['content'] is string -%}{{ m['content'] }}{%- set ns.text = m['content'] -%}"
+        "{%- else -%}{%- set ns.text = '' -%}{%- for c in m['content'] -%}{%- if c['type'] == 'text' -%}"
+        "{{ c['text'] }}{%- set ns.text = ns.text ~ c['text'] -%}{%- endif -%}{%- endfor -%}{%- endif -%}<|end|>"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}" + rules + "{%- else -%}" + markers[-1] + "{%- endif -%}{%- endif -%}"
+    )
+    config = _llama_config(tokenizer)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    ids = tokenizer.convert_tokens_to_ids
+    chain = [(ids(m), ids(t)) for m, t in zip(markers, texts, strict=True)]
+    answers = sorted({a for _, a in chain})
+    sources = [m for m, _ in chain] + answers  # each gets its own one-hot embedding direction
+    if len(sources) > config.hidden_size:
+        raise ValueError(f"at most {config.hidden_size - 1} distinct replies")
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        embed, head = model.model.embed_tokens.weight, model.lm_head.weight
+        embed.zero_()
+        head.zero_()
+        model.model.norm.weight.fill_(1.0)
+        for k, token in enumerate(sources):
+            embed[token, k] = 1.0
+        for k, (_, answer) in enumerate(chain):
+            head[answer, k] = 50.0
+        for answer in answers:
+            head[tokenizer.eos_token_id, sources.index(answer)] = 50.0
+    model.generation_config = GenerationConfig(
+        max_new_tokens=8, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
     return path
 
 
