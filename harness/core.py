@@ -379,11 +379,20 @@ class Task(abc.ABC):
     # run): the board draws these two metrics of a group's runs with their Pareto front. Which way is
     # better comes from each metric's `higher_is_better`. None: the task has no such trade-off.
     pareto_axes: ClassVar[tuple[str, str] | None] = None
+    # (command, folder): a command that writes a small synthetic copy of the data in the official layout
+    # into folder; the "needs --data" error shows it, so that a first run without data has a next step.
+    example_data: ClassVar[tuple[str, str] | None] = None
 
     def resolve_data(self, data: Path | None) -> Path:
         """Locate (or fetch) the data folder and validate its layout, raising `DataError`."""
         if data is None:
-            raise DataError(f"task {self.name!r} needs --data (or HARNESS_DATA with a {self.data_folder!r} folder)")
+            hint = ""
+            if self.example_data:
+                command, folder = self.example_data
+                hint = (f"; to try it on a small synthetic copy: {command} && harness run --task {self.name} "
+                        f"--data {folder}")
+            raise DataError(f"task {self.name!r} needs --data (or HARNESS_DATA with a {self.data_folder!r} folder)"
+                            + hint)
         if not data.exists():
             raise DataError(f"{data}: data folder does not exist")
         return data

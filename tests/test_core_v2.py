@@ -271,3 +271,30 @@ def test_a_scoring_failure_is_in_samples_jsonl_and_the_prediction_stays_cached(t
     monkeypatch.undo()  # the scorer is fixed: the cached prediction of s5 is scored now
     again = run(RunConfig("toy", solver="echo", n_boot=20), settings(tmp_path, toy_data))
     assert again.n_cached == 40 and again.n_errors == 0 and again.metrics["accuracy"].n == 40
+
+
+def test_a_run_without_data_names_the_command_that_makes_a_synthetic_copy_and_it_works(tmp_path, capsys,
+                                                                                       monkeypatch):
+    import importlib.util
+    import shlex
+
+    from harness.registry import get_task, task_names
+
+    monkeypatch.delenv("HARNESS_DATA", raising=False)
+    assert main(["run", "--task", "motor", "--out", str(tmp_path / "runs"), "--no-progress"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    hint = err.split("to try it on a small synthetic copy: ", 1)[1]
+    make, run_it = (shlex.split(part) for part in hint.split(" && "))
+    assert make[:3] == ["python", "-m", "tasks.motor.fixture"] and run_it[:4] == ["harness", "run", "--task", "motor"]
+    folder = tmp_path / "motor"  # the hint's command, into a test folder instead of /tmp/motor
+    subprocess.run([sys.executable, "-m", make[2], str(folder), *make[4:]], check=True, capture_output=True,
+                   cwd=Path(__file__).resolve().parents[1], timeout=120)
+    argv = [str(folder) if a == make[3] else a for a in run_it[1:]]
+    assert main([*argv, "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
+    for name in task_names():  # every task's hint names a module that exists and writes into its folder
+        example = get_task(name).example_data
+        if example:
+            command, folder = example
+            words = shlex.split(command)
+            assert words[:2] == ["python", "-m"] and importlib.util.find_spec(words[2]) is not None
+            assert words[3] == folder
