@@ -474,7 +474,8 @@ class Task(abc.ABC):
 
     def data_status(self, data_root: Path | None) -> str:
         """One line for `harness tasks`: whether data is found."""
+        try_it = f"; to try: {self.example_data[0]}" if self.example_data else ""
         if data_root is None:
-            return "set --data or HARNESS_DATA"
+            return "set --data or HARNESS_DATA" + try_it
         path = data_root / self.data_folder if self.data_folder else data_root
-        return f"found at {path}" if path.exists() else f"missing ({path})"
+        return f"found at {path}" if path.exists() else f"missing ({path})" + try_it

@@ -291,6 +291,7 @@ def test_a_run_without_data_names_the_command_that_makes_a_synthetic_copy_and_it
                    cwd=Path(__file__).resolve().parents[1], timeout=120)
     argv = [str(folder) if a == make[3] else a for a in run_it[1:]]
     assert main([*argv, "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
+    assert get_task("motor").data_status(None).endswith("to try: python -m tasks.motor.fixture /tmp/motor")
     for name in task_names():  # every task's hint names a module that exists and writes into its folder
         example = get_task(name).example_data
         if example:
