@@ -141,7 +141,9 @@ def score_run(run_dir: Path, out_dir: Path | None = None, *, n_boot: int | None 
     metric_defs = task.metrics(protocol)
     write_samples(out / "samples.jsonl", [(record_line(r), r.cached) for r in records])
     write_json(out / "metrics.json", {
-        **{k: v for k, v in old.items() if k in ("run_id", "task", "protocol", "solver", "model")},
+        # what the run itself counted (samples from the cache, model calls) stays; only the scores change
+        **{k: v for k, v in old.items() if k in ("run_id", "task", "protocol", "solver", "model", "n_cached",
+                                                 "model_calls")},
         "scorer_version": task.scorer_version, "rescored_from": str(run_dir),
         "headline": metric_defs[0].name if metric_defs else None,
         "metrics": {k: v.to_dict() for k, v in metrics.items()},
