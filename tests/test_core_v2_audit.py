@@ -34,3 +34,79 @@ def test_harness_score_keeps_the_runs_cache_count_and_show_prints_it(tmp_path, t
     capsys.readouterr()
     assert main(["show", res.run_id, "--out", str(tmp_path / "runs")]) == 0
     assert "cached 40" in capsys.readouterr().out  # was "cached None" after a re-score
+
+
+class _Answering:
+    """A model backend that answers every request, counting the calls."""
+
+    model, endpoint = "counting", "stub://counting"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def chat(self, request):
+        from harness.models.base import ChatResponse
+
+        self.calls += 1
+        return ChatResponse(text=f"answer {self.calls}", model="counting")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _ask(text: str):
+    from harness.models.base import ChatRequest, Message
+
+    return ChatRequest((Message.text("user", text),))
+
+
+def test_model_call_cache_writes_happen_off_the_event_loop(tmp_path, monkeypatch):
+    import asyncio
+    import threading
+
+    from harness.models.wrappers import CachedBackend
+
+    writers: list[int] = []
+    put = CachedBackend.put
+    monkeypatch.setattr(CachedBackend, "put", lambda self, key, response: (writers.append(threading.get_ident()),
+                                                                         put(self, key, response)))
+    backend = CachedBackend(_Answering(), tmp_path)
+
+    async def go() -> int:
+        await backend.chat(_ask("q"))
+        await backend.aclose()
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(go())
+    assert len(writers) == 1 and writers[0] != loop_thread
+
+
+def test_a_locked_model_call_cache_never_fails_an_answered_request(tmp_path, monkeypatch):
+    """Another process holds model_cache.sqlite past the busy timeout: the answer is still the sample's,
+    and the failed write is said once (before, the request raised 'database is locked')."""
+    import asyncio
+    import sqlite3
+
+    from harness.models import wrappers
+
+    monkeypatch.setattr(wrappers.CachedBackend, "busy_timeout_s", 0.05)
+    inner = _Answering()
+    backend = wrappers.CachedBackend(inner, tmp_path)
+    holder = sqlite3.connect(tmp_path / "model_cache.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+
+    async def go():
+        out = [await backend.chat(_ask(f"q{i}")) for i in range(3)]
+        return out
+
+    try:
+        with pytest.warns(UserWarning, match="model_cache.sqlite.*not cached") as caught:
+            answers = asyncio.run(go())
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert [a.text for a in answers] == ["answer 1", "answer 2", "answer 3"]
+    assert len([w for w in caught if "model_cache" in str(w.message)]) == 1  # said once
+    asyncio.run(backend.chat(_ask("q3")))  # the lock is gone: stored again
+    assert asyncio.run(backend.chat(_ask("q3"))).cached and inner.calls == 4
+    asyncio.run(backend.aclose())

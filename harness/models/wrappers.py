@@ -284,7 +284,13 @@ def request_key(model: str, request: ChatRequest, endpoint: str | None = None) -
 
 class CachedBackend(ModelBackend):
     """Answers repeated requests from SQLite (`cache_dir/model_cache.sqlite`, WAL, safe across
-    tasks, threads and processes). Only successful, non-empty responses are stored."""
+    tasks, threads and processes). Only successful, non-empty responses are stored.
+
+    Writes run in one thread of their own, never on the event loop: a file another process holds
+    locked waits there (up to `busy_timeout_s`) while requests in flight go on. A write that still
+    fails loses only the cached copy: the answer stays the sample's, and the failure is said once."""
+
+    busy_timeout_s = 30.0
 
     def __init__(self, inner: ModelBackend, cache_dir: Path) -> None:
         self.inner = inner
@@ -295,12 +301,29 @@ class CachedBackend(ModelBackend):
         self._lock = threading.Lock()
         from harness.cache import connect_sqlite, retry_locked
 
-        self._db = retry_locked(lambda: connect_sqlite(self.path, 30))
+        self._db = retry_locked(lambda: connect_sqlite(self.path, self.busy_timeout_s))
         retry_locked(lambda: self._db.execute(
             "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, response TEXT, created REAL)"
         ))
         self.hits = 0
         self.misses = 0
+        self.write_errors = 0
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="harness-model-cache")
+
+    def _store(self, key: str, response: ChatResponse) -> None:
+        """`put`, in the writer thread; a failed write is counted and said once, never raised."""
+        import sqlite3
+        import warnings
+
+        try:
+            self.put(key, response)
+        except sqlite3.Error as exc:
+            self.write_errors += 1
+            if self.write_errors == 1:
+                warnings.warn(f"{self.path}: model-call cache write failed ({exc}); answers are not cached "
+                              "until it is writable again (a re-run asks the endpoint again)", stacklevel=1)
 
     def get(self, key: str) -> ChatResponse | None:
         with self._lock:
@@ -344,10 +367,11 @@ class CachedBackend(ModelBackend):
         self.misses += 1
         response = await self.inner.chat(request)
         if response.text.strip() or response.parsed is not None:  # an empty answer is never cached
-            self.put(key, response)
+            await asyncio.get_running_loop().run_in_executor(self._writer, self._store, key, response)
         return response
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+        self._writer.shutdown(wait=True)
         with self._lock:
             self._db.close()
