@@ -110,3 +110,91 @@ def test_a_locked_model_call_cache_never_fails_an_answered_request(tmp_path, mon
     asyncio.run(backend.chat(_ask("q3")))  # the lock is gone: stored again
     assert asyncio.run(backend.chat(_ask("q3"))).cached and inner.calls == 4
     asyncio.run(backend.aclose())
+
+
+class _FakeRay:
+    """What RayExecutor asks of the `ray` module, recorded: the actor options and how many actors."""
+
+    def __init__(self, available: dict) -> None:
+        self.available, self.options, self.actors, self.put_objects = available, [], [], []
+
+    def is_initialized(self) -> bool:
+        return True
+
+    def available_resources(self) -> dict:
+        return dict(self.available)
+
+    def put(self, obj):
+        self.put_objects.append(obj)
+        return obj
+
+    def remote(self, **opts):
+        self.options.append(opts)
+        fake = self
+
+        def wrap(cls):
+            class Handle:
+                @staticmethod
+                def remote(*args):
+                    fake.actors.append(args)
+                    return object()
+
+            return Handle
+
+        return wrap
+
+    def kill(self, actor) -> None:
+        pass
+
+
+def _executor(monkeypatch, available: dict, concurrency: int = 64):
+    import sys
+
+    from harness.core import RunContext
+    from harness.executors import RayExecutor
+
+    fake = _FakeRay(available)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    return fake, RayExecutor(RunConfig("toy", solver="echo"), RunContext(), concurrency)
+
+
+def test_ray_actors_ask_for_the_solvers_declared_resources(monkeypatch):
+    from harness.core import Solver
+
+    class GpuSolver(Solver):
+        name = "gpu-solver"
+        resources = {"num_gpus": 1, "num_cpus": 2, "accelerator_type:H100": 0.5}
+
+        async def solve(self, sample):
+            return None
+
+    fake, executor = _executor(monkeypatch, {"CPU": 16.0, "GPU": 3.0})
+    executor._pool(GpuSolver())
+    assert fake.options == [{"num_cpus": 2.0, "num_gpus": 1.0, "resources": {"accelerator_type:H100": 0.5}}]
+    assert len(fake.actors) == 3  # one actor per free GPU (CPUs would allow 8)
+    assert fake.put_objects == [] and all(a[0] is None for a in fake.actors)  # zero-shot: rebuilt in the actor
+
+
+def test_ray_ships_a_fitted_solver_and_refuses_a_gpu_solver_without_gpus(monkeypatch):
+    from harness.core import HarnessError, Solver
+
+    class Fitted(Solver):
+        name = "fitted"
+
+        def fit(self, train):
+            self.n = len(train)
+
+        async def solve(self, sample):
+            return None
+
+    solver = Fitted()
+    fake, executor = _executor(monkeypatch, {"CPU": 4.0}, concurrency=2)
+    executor._pool(solver)
+    assert fake.options == [{"num_cpus": 1.0}] and len(fake.actors) == 2  # default 1 CPU; --concurrency caps
+    assert fake.put_objects == [solver] and all(a[0] is solver for a in fake.actors)  # the fitted state travels
+
+    class GpuSolver(Fitted):
+        resources = {"num_gpus": 1}
+
+    with pytest.raises(HarnessError, match="has no free GPU"):
+        executor._pool(GpuSolver())
