@@ -4,12 +4,15 @@ its fix: `harness score` keeps what the run counted, scoring off the event loop,
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
 import toy_task
 
 from harness.cli import main
+from harness.core import Sample, ScoreContext
+from harness.registry import register_solver, register_task
 from harness.runner import RunConfig, RunSettings, run
 
 
@@ -21,6 +24,34 @@ def settings(tmp_path: Path, data: Path, **kw) -> RunSettings:
 @pytest.fixture
 def toy_data(tmp_path):
     return toy_task.write_items(tmp_path / "toy", 40)
+
+
+@register_task
+class ToyCpuScoredTask(toy_task.ToyTask):
+    """Toy items whose scoring is CPU work handed to `ctx.run_cpu`; records which thread ran it."""
+
+    name = "toycpu"
+    THREADS: list[str] = []
+
+    async def ascore(self, sample: Sample, prediction, ctx: ScoreContext):
+        def heavy() -> dict:
+            ToyCpuScoredTask.THREADS.append(threading.current_thread().name)
+            return {"correct": float(prediction == sample.target)}
+
+        return await ctx.run_cpu(heavy)
+
+
+@register_solver("echo", tasks=("toycpu",))
+class CpuScoredEcho(toy_task.EchoSolver):
+    """Right parity."""
+
+
+def test_cpu_heavy_scoring_runs_in_the_score_pool_not_on_the_event_loop(tmp_path, toy_data):
+    ToyCpuScoredTask.THREADS.clear()
+    res = run(RunConfig("toycpu", solver="echo", n_boot=20), settings(tmp_path, toy_data))
+    assert res.n_errors == 0 and res.metrics["accuracy"].value == 1.0
+    assert len(ToyCpuScoredTask.THREADS) == 40
+    assert all(name.startswith("harness-score") for name in ToyCpuScoredTask.THREADS)
 
 
 def test_harness_score_keeps_the_runs_cache_count_and_show_prints_it(tmp_path, toy_data, capsys):
