@@ -71,6 +71,21 @@ def test_folders_protocol_draws_as_many_seeded_impostors_as_genuine_pairs(deepfa
     assert folder_pairs(tree, all_below=10) == pairs  # the same pairs every run
 
 
+def test_folders_protocol_reads_identities_csv_of_a_flat_copy(deepface):
+    # deepface's copy is images/ + identities.csv: its one sub-folder is not an identity (every pair would
+    # be "genuine" and every privacy number NaN); the identity file gives the same pairs as the tree.
+    samples = folder_samples(deepface)
+    assert len(samples) == 300 and sum(s.target["same"] for s in samples) == 38
+    assert {s.groups["identity_a"] for s in samples} >= {"id01", "id02"}
+    assert all(Path(s.target["a"]).is_file() for s in samples)
+
+
+def test_folders_protocol_with_one_identity_is_refused(deepface, tmp_path):
+    root = _identity_tree(deepface, tmp_path / "faces", {"id01"})
+    with pytest.raises(DataError, match="only one identity .*id01.*no impostor pair"):
+        folder_samples(root)
+
+
 def test_pairs_csv_protocol_reads_deepface_master_csv(deepface):
     samples = csv_samples(deepface)
     assert len(samples) == 300 and sum(s.target["same"] for s in samples) == 38

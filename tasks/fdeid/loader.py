@@ -4,8 +4,10 @@
   mismatched `name1 n1 name2 n2` lines) beside an image tree `<Name>/<Name>_<%04d>.jpg` (found at the
   root, `images/`, `lfw/`, `lfw-deepfunneled/` or `lfw_funneled/`). A pair whose image is missing stays
   a sample: its solve fails with the missing file named, recorded as that pair's error.
-- `folders`: an identity tree `<identity>/<image>`: every genuine pair (two images of one identity) plus
+- `folders`: an identity tree `<identity>/<image>` (or, when the root holds `identities.csv`
+  (`file,identity_id`), the identities it lists): every genuine pair (two images of one identity) plus
   as many impostor pairs drawn with a fixed seed, or every pair when there are fewer than 5,000 in all.
+  One identity only is refused (no impostor pair: every privacy number would be NaN).
 - `pairs-csv`: a CSV of labelled pairs (deepface's `master.csv`: `file_x,file_y,Decision` with Yes/No,
   paths relative to the CSV's folder or its `images/`).
 - `attributes` (utility): a CelebA-HQ/FFHQ-style flat folder with an attribute file (CelebA's text format
@@ -31,6 +33,7 @@ LFW_IMAGE_ROOTS = (".", "images", "lfw", "lfw-deepfunneled", "lfw-deepfunneled/l
 ALL_PAIRS_BELOW = 5000
 FOLDERS_SEED = 0  # fixed: every run of the folders protocol sees the same pairs
 PAIRS_CSVS = ("master.csv", "pairs.csv")
+IDENTITY_FILE = "identities.csv"  # folders protocol on a flat copy: file,identity_id (deepface's form)
 
 
 def pair_sample(sample_id: str, a: Path, b: Path, same: int, groups: dict[str, str] | None = None) -> Sample:
@@ -123,13 +126,35 @@ def folder_pairs(tree: dict[str, list[Path]], seed: int = FOLDERS_SEED,
     return genuine + [(images[i][1], images[j][1], 0) for i, j in sorted(chosen)]
 
 
+def identity_file_tree(root: Path) -> dict[str, list[Path]] | None:
+    """identity -> its images from `identities.csv` (`file,identity_id`, deepface's form; paths relative to
+    the root or its `images/`), or None without that file. A listed image that is missing stays in the
+    tree: its pairs fail at solve time naming the file."""
+    path = root / IDENTITY_FILE
+    if not path.is_file():
+        return None
+    tree: dict[str, list[Path]] = {}
+    for row in read_csv_rows(path, required=("file", "identity_id")):
+        tree.setdefault(row["identity_id"].strip(), []).append(_resolve(root, row["file"].strip()))
+    if not tree:
+        raise DataError(f"{path}: no rows")
+    return {ident: sorted(set(ps)) for ident, ps in sorted(tree.items())}
+
+
 def folder_samples(root: Path) -> list[Sample]:
-    tree = identity_tree(root)
+    tree = identity_file_tree(root) or identity_tree(root)
+    if len(tree) < 2:
+        raise DataError(f"{root}: only one identity ({next(iter(tree))}), so there is no impostor pair: give "
+                        f"ROOT/<identity>/<image> folders or an {IDENTITY_FILE} (file,identity_id)")
     pairs = folder_pairs(tree)
     if not any(same for _, _, same in pairs):
         raise DataError(f"{root}: no identity has two images, so there is no genuine pair to protect")
-    return [pair_sample(f"{a.relative_to(root).as_posix()}|{b.relative_to(root).as_posix()}", a, b, same,
-                        {"identity_a": a.parent.name}) for a, b, same in pairs]
+    identity = {p: ident for ident, ps in tree.items() for p in ps}
+
+    def rel(p: Path) -> str:
+        return p.relative_to(root).as_posix() if p.is_relative_to(root) else p.as_posix()
+
+    return [pair_sample(f"{rel(a)}|{rel(b)}", a, b, same, {"identity_a": identity[a]}) for a, b, same in pairs]
 
 
 # ------------------------------------------------------------------------------------------ pairs-csv
