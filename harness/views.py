@@ -54,7 +54,37 @@ def print_run_summary(result: Any) -> None:
         errs = sorted({r.error for r in result.records if r.error})
         console.print(f"[red]{result.n_errors} errored samples[/red] (excluded from metrics; re-run retries them)."
                       f" First error: {_e(errs[0])}")
+    print_model_calls(_run_model_calls(result.records))
     console.print(f"run {_e(result.run_id)} → {_e(result.run_dir)}", highlight=False, soft_wrap=True)
+
+
+TAXONOMY = ("truncated", "unparseable", "schema_fallback", "request_error", "judge_error")
+
+
+def _run_model_calls(records: list[Any]) -> dict[str, Any]:
+    from harness.transcripts import summarise
+
+    try:
+        return summarise(records)
+    except Exception:  # accounting never costs the summary its metrics (metrics.json says what failed)
+        return {}
+
+
+def print_model_calls(summary: dict[str, Any]) -> None:
+    """The run's model calls, tokens and failure counts (metrics.json → model_calls) in one line; judge
+    errors in red with the judges that failed every call, so a dead judge endpoint is seen where the run
+    ends, not only in metrics.json (its samples' labels then rest on the other judges, or they errored)."""
+    if not summary or "calls" not in summary:
+        return
+    counts = " · ".join(f"{name.replace('_', ' ')} {summary.get(name, 0)}" for name in TAXONOMY)
+    console.print(_e(f"model calls: {summary['calls']} ({summary.get('cached_calls', 0)} cached) · tokens "
+                     f"{summary.get('prompt_tokens', 0)} prompt + {summary.get('completion_tokens', 0)} completion · "
+                     f"{counts}"), highlight=False)
+    if summary.get("judge_error"):
+        failed = summary.get("judges_failed_every_call") or []
+        console.print(f"[red]{summary['judge_error']} judge call(s) failed[/red]"
+                      + (f"; every call of {_e(', '.join(failed))} failed (one server serves one model: give each "
+                         "judge its own endpoint, --judge MODEL@URL)" if failed else ""), highlight=False)
 
 
 def print_tasks(data_root: Path | None) -> None:
@@ -204,6 +234,7 @@ def print_show(manifest: dict, records: list, metrics: dict, n_samples: int = 5)
     console.print(t)
     console.print(f"samples {metrics.get('n_samples')} · errored {metrics.get('n_errors')} · "
                   f"cached {metrics.get('n_cached')}")
+    print_model_calls(metrics.get("model_calls") or {})
     for r in records[:n_samples]:
         d = record_to_dict(r)
         d.pop("groups", None)

@@ -162,6 +162,8 @@ def hedging(prompt: str, body: dict[str, Any]) -> str:
 
 
 def test_judges_on_their_own_endpoints_and_a_judge_that_404s(motor_dir: Path, tmp_path: Path) -> None:
+    from harness import views
+
     def server(model: str) -> FakeOpenAIServer:
         return FakeOpenAIServer(ServerConfig(answer=f"{__name__}:hedging", served_models=(model,),
                                              error_style="vllm"))
@@ -173,9 +175,16 @@ def test_judges_on_their_own_endpoints_and_a_judge_that_404s(motor_dir: Path, tm
         # 6 clips x 3 heads per judge; identical judge requests (same answer, head) may come from the cache
         assert 3 <= a.stats()["completed"] <= 18 and 3 <= b.stats()["completed"] <= 18
         # the README's old trap: the second judge on an endpoint that serves another model
-        bad, _ = _run(["--task", "motor", "--model", "fake-model", "--base-url", solver.base_url, "--data",
-                       str(motor_dir), "-S", "frames=0", "--judge", f"judge-a@{a.base_url}",
-                       "--judge", f"judge-b@{a.base_url}", "--no-cache"], tmp_path / "bad")
+        with views.console.capture() as captured:
+            bad, bad_dir = _run(["--task", "motor", "--model", "fake-model", "--base-url", solver.base_url, "--data",
+                                 str(motor_dir), "-S", "frames=0", "--judge", f"judge-a@{a.base_url}",
+                                 "--judge", f"judge-b@{a.base_url}", "--no-cache"], tmp_path / "bad")
+    # the terminal says so where the run ends (no sample errored: judge-a alone read the labels)
+    assert "errored: 0" in captured.get()
+    assert "18 judge call(s) failed; every call of judge/judge-b failed" in captured.get()
+    with views.console.capture() as shown:
+        assert main(["show", bad_dir.name, "--out", str(tmp_path / "bad")]) == 0
+    assert "judge error 18" in shown.get() and "every call of judge/judge-b failed" in shown.get()
     calls = m["model_calls"]
     assert calls["by_role"]["judge/judge-a"]["calls"] == calls["by_role"]["judge/judge-b"]["calls"] == 18
     assert calls["judge_error"] == 0 and m["report"]["judge_agreement"]["items"] == 18

@@ -111,3 +111,9 @@ def test_hostile_names_end_to_end_through_the_cli(tmp_path: Path, capsys: pytest
     assert "fail[/]list.json" in board.replace("\n", "").replace(" ", "") or "fail[/]" in board
     assert main(["compare", run_id, run_id, "--out", str(out)]) == 0
     assert run_id in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("evil", HOSTILE)
+def test_model_call_summary_prints_judge_names_literally(screen: io.StringIO, evil: str) -> None:
+    views.print_model_calls({"calls": 2, "judge_error": 2, "judges_failed_every_call": [f"judge/m{evil}"]})
+    assert f"2 judge call(s) failed; every call of judge/m{evil} failed" in screen.getvalue()
