@@ -108,6 +108,29 @@ def test_sampling_options_and_video_part_reach_the_request(motor_dir: Path, tmp_
         assert len(videos[0]["video_url"]["url"].removeprefix("data:video/jpeg;base64,").split(",")) == 3
 
 
+def test_audio_track_and_video_file_reach_the_request(motor_dir: Path, tmp_path: Path) -> None:
+    """`-S audio=true` sends the clip's audio as an input_audio part; `-S video=file` the clip as a file://
+    video_url (vLLM --allowed-local-media-path); the transcript records both as digests."""
+    import base64
+
+    with FakeOpenAIServer(ServerConfig(answer=f"{__name__}:schema_answer")) as srv:
+        m, run_dir = _run(["--task", "motor", "--model", "fake-model", "--base-url", srv.base_url, "--data",
+                           str(motor_dir), "-S", "frames=2", "-S", "video=file", "-S", "audio=true", "--limit", "1"],
+                          tmp_path)
+        (body,) = srv.bodies()
+    assert m["n_errors"] == 0 and m["samples"][0]["sample_id"] == "clip000"
+    content = body["messages"][1]["content"]
+    assert [p["type"] for p in content] == ["video_url", "input_audio", "text"]
+    assert content[0]["video_url"]["url"] == (motor_dir / "videos" / "clip000.mp4").resolve().as_uri()
+    audio = content[1]["input_audio"]
+    assert audio["format"] == "wav"
+    assert base64.b64decode(audio["data"]) == (motor_dir / "audio" / "clip000.wav").read_bytes()
+    (call,) = transcripts(run_dir)
+    parts = call["messages"][1]["content"]
+    assert parts[0]["as"] == "file" and parts[1]["type"] == "audio" and parts[1]["digest"].startswith("sha256:")
+    assert "base64" not in json.dumps(call)
+
+
 def test_truncated_answers_are_counted_in_metrics(motor_dir: Path, tmp_path: Path) -> None:
     cfg = ServerConfig(answer=f"{__name__}:schema_answer", finish_reason="length")
     with FakeOpenAIServer(cfg) as srv:
