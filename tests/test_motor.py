@@ -345,3 +345,38 @@ def test_mllm_free_text_fallback_and_invalid_heads(motor_dir: Path) -> None:
     assert not [p for p in backend.requests[0].messages[1].content if p.type == "video"]
     scores = MotorTask().score(sample, out.prediction)
     assert scores["correct_behavior"] == 0.0 and scores["invalid_behavior"] == 1.0
+
+
+class SchemaBackend(ModelBackend):
+    """Answers every request with a valid instance of its schema (first enum value); keeps the requests."""
+
+    def __init__(self) -> None:
+        self.model, self.requests = "fake", []
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        from tests.servers.fake_openai import schema_instance
+
+        self.requests.append(request)
+        return ChatResponse(json.dumps(schema_instance(request.json_schema or {})))
+
+
+def test_compared_solvers_get_the_same_definitions_and_only_the_data_s_label_names(motor_dir: Path) -> None:
+    """mllm, motor-mas and mas-vote are compared in the paper: each must show the labels and definitions of
+    the data's vocabulary, in the same words, and no label name written into the code (the fixture's)."""
+    from tasks.motor.fixture import VOCAB
+    from tasks.motor.llm_solvers import MotorMASSolver, VoteSolver
+
+    vocab = {"behavior": ["alpha talk", "beta work"], "cognition": ["gamma", "delta"], "emotion": ["epsilon", "zeta"]}
+    definitions = {h: {lab: f"what {lab} means" for lab in labels} for h, labels in vocab.items()}
+    first = _load(motor_dir)[0]
+    sample = Sample(first.id, {**first.inputs, "vocab": vocab, "definitions": definitions,
+                               "transcript": "A: hello. B: hi."}, first.target, first.groups)
+    lines = {f"- {lab}: what {lab} means" for labels in vocab.values() for lab in labels}
+    for cls in (MotorMLLMSolver, MotorMASSolver, VoteSolver):
+        backend = SchemaBackend()
+        (out,) = _solve(cls(backend, frames=0, seed=0), [sample])
+        assert out.prediction == {h: labels[0] for h, labels in vocab.items()}, cls.name
+        text = "\n".join(p.text or "" for r in backend.requests for m in r.messages for p in m.content).lower()
+        assert {line for line in lines if line in text} == lines, cls.name
+        leaked = [lab for labels in VOCAB.values() for lab in labels if lab in text]
+        assert leaked == [], f"{cls.name} prompts name labels that are not in the data: {leaked}"
