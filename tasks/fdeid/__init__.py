@@ -46,7 +46,7 @@ class FdeidTask(Task):
     default_solver = "blur"
     data_folder = "fdeid"
     roles = {"recognizer": DEFAULT_RECOGNIZER, "lpips": "none", "fid": "none", "attributes": "none", "niqe": "none"}
-    version = "1"
+    version = "2"  # 2: folders reads identities.csv (a cached pair of version 1 keeps its old label)
     scorer_version = "2"  # 2: landmark NME
     pareto_axes = ("ssim", "psr")  # quality vs privacy, one point per protection (the board's Pareto plot)
 
