@@ -76,7 +76,7 @@ class Scorer:
     """Per-sample scores of fresh and cached predictions.
 
     Cheap scorers (`Task.score`) run inline. Scorers that use models (`Task.ascore` overridden) are
-    keyed by (scorer identity, prediction, artifacts) in the cache, so re-runs reuse their scores."""
+    keyed by (scorer identity, prediction, artifacts, target) in the cache, so re-runs reuse their scores."""
 
     def __init__(self, task: Task, sctx: ScoreContext, cache: ResultCache | None, scorer_identity: dict[str, Any]):
         self.task, self.sctx, self.cache = task, sctx, cache
@@ -84,8 +84,10 @@ class Scorer:
         self.identity = config_hash(scorer_identity, length=32)
 
     def key(self, record: Record) -> str:
-        blob = orjson.dumps([self.identity, record.sample_id, record.split, record.prediction, record.artifacts],
-                            option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_SORT_KEYS)
+        # the target too: the same prediction against a corrected label (or another copy of the data)
+        # is another score
+        blob = orjson.dumps([self.identity, record.sample_id, record.split, record.prediction, record.artifacts,
+                             record.target], option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_SORT_KEYS, default=str)
         return config_hash(blob.decode(), length=32)
 
     async def score(self, sample: Sample, record: Record) -> None:

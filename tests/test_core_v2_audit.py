@@ -229,3 +229,30 @@ def test_ray_ships_a_fitted_solver_and_refuses_a_gpu_solver_without_gpus(monkeyp
 
     with pytest.raises(HarnessError, match="has no free GPU"):
         executor._pool(GpuSolver())
+
+
+@register_solver("constant", tasks=("toyjudged",))
+class JudgedConstant(toy_task.ConstantSolver):
+    """Always the same label."""
+
+
+def test_a_model_scored_sample_whose_target_changed_is_scored_afresh(tmp_path):
+    """Scores made with models are cached by prediction; the same prediction against a corrected target
+    (a fixed label file, another copy of the data) must not reuse the score made against the old one."""
+    import json as _json
+
+    import toy_v2  # noqa: F401  (registers toyjudged)
+    from servers.fake_openai import FakeOpenAIServer, ServerConfig
+
+    first, fixed = tmp_path / "first", tmp_path / "fixed"
+    toy_task.write_items(first, 6)
+    fixed.mkdir()
+    items = _json.loads((first / "items.json").read_text())
+    (fixed / "items.json").write_text(_json.dumps([{**it, "x": 2 * i + 1} for i, it in enumerate(items)]))  # all odd
+    with FakeOpenAIServer(ServerConfig(served_models=("judge-m",))) as judge:
+        cfg = RunConfig("toyjudged", solver="constant", roles=(f"judge=judge-m@{judge.base_url}",), n_boot=20)
+        a = run(cfg, settings(tmp_path, first))
+        b = run(cfg, settings(tmp_path, fixed))
+    assert [r.prediction for r in a.records] == [r.prediction for r in b.records]  # the same predictions
+    assert [r.scores["correct"] for r in a.records] == [float(r.target is True) for r in a.records]
+    assert [r.scores["correct"] for r in b.records] == [0.0] * 6  # every target is now False
