@@ -1,7 +1,7 @@
 """PNG plots of a submitted run, made once when the board accepts it and stored with the run:
-confusion matrices found in the task's report, the PNGs the task's own report writes (rPPG's
-Bland–Altman and scatter plots), and a Bland–Altman plot from paired per-sample `<x>_pred`/`<x>_ref`
-scores when the report made none.
+confusion matrices found in the task's report, the PNGs the task's own report writes, and a
+Bland–Altman plot from paired per-sample `<x>_pred`/`<x>_ref` scores when the report made none (rPPG's
+report writes SVG, so its HR Bland–Altman on the board is this one).
 
 Also the privacy–utility Pareto plot of a task that declares `Task.pareto_axes`: it only exists across
 runs (one protection per run), so the board draws it from a group's rows on request, not per run.
