@@ -101,6 +101,9 @@ def _samples_if_at_hand(task: Task, manifest: Mapping[str, Any], protocol: str) 
 
     data = manifest.get("data")
     if not data or not Path(data).exists():
+        if data:  # said, not silent: a task may need its data for metrics (motor's label vocabulary)
+            warnings.warn(f"re-scoring from samples.jsonl alone: the run's data {data} is not there any more "
+                          "(metrics that need it, such as a fixed label set, may differ from the run's)", stacklevel=2)
         return {}
     try:
         folds, _ = task.load_folds(Path(data), protocol, manifest.get("protocol_options") or {})

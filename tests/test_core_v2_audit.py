@@ -256,3 +256,10 @@ def test_a_model_scored_sample_whose_target_changed_is_scored_afresh(tmp_path):
     assert [r.prediction for r in a.records] == [r.prediction for r in b.records]  # the same predictions
     assert [r.scores["correct"] for r in a.records] == [float(r.target is True) for r in a.records]
     assert [r.scores["correct"] for r in b.records] == [0.0] * 6  # every target is now False
+
+
+def test_harness_score_says_when_the_runs_data_is_gone(tmp_path, toy_data):
+    res = run(RunConfig("toy", solver="echo", n_boot=20), settings(tmp_path, toy_data))
+    toy_data.rename(tmp_path / "moved")
+    with pytest.warns(UserWarning, match=f"re-scoring from samples.jsonl alone: the run's data {toy_data} is not"):
+        assert main(["score", res.run_id, "--out", str(tmp_path / "runs")]) == 0
