@@ -6,6 +6,7 @@ own endpoints (and one that 404s), and `harness show RUN --sample ID`."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,38 @@ def test_judges_on_their_own_endpoints_and_a_judge_that_404s(motor_dir: Path, tm
     assert bad["model_calls"]["judges_failed_every_call"] == ["judge/judge-b"]
     errors = bad["samples"][0]["info"]["judge"]["behavior"]["errors"]
     assert "HTTP 404" in errors[0] and "The model `judge-b` does not exist." in errors[0]
+
+
+def hedging_by_prompt(prompt: str, body: dict[str, Any]) -> str:
+    """The solver hedges in words that depend on the prompt; judge-a and judge-b read a label by two rules."""
+    system = body["messages"][0]["content"] if isinstance(body["messages"][0]["content"], str) else ""
+    if "rubric label-extraction" in system:
+        labels = prompt.split("from this list: ", 1)[1].split(".\n", 1)[0].split(", ")
+        h = int(hashlib.sha1(prompt.split("-----\n")[1].encode()).hexdigest(), 16)
+        pick = h % 2 if body["model"] == "judge-a" else int(h % 3 == 0)
+        return json.dumps({"label": labels[pick], "reason": "leans that way"})
+    return f"Hard to say ({hashlib.sha1(prompt.encode()).hexdigest()[:6]})."
+
+
+def test_sarcasm_reports_the_judges_kappa_like_motor(tmp_path: Path) -> None:
+    """The README says sarcasm's `mllm` works as motor's: with two judges on their own endpoints the report
+    holds their agreement, Cohen's kappa equal to scikit-learn's on the per-sample labels."""
+    from sklearn.metrics import cohen_kappa_score
+
+    from tasks.sarcasm import bundled
+
+    def server(model: str) -> FakeOpenAIServer:
+        return FakeOpenAIServer(ServerConfig(answer=f"{__name__}:hedging_by_prompt", served_models=(model,)))
+
+    with server("fake-model") as solver, server("judge-a") as a, server("judge-b") as b:
+        m, _ = _run(["--task", "sarcasm", "--model", "fake-model", "--base-url", solver.base_url, "--data",
+                     str(bundled.BUNDLED_DIR), "--limit", "4", "-S", "frames=0", "--judge", f"judge-a@{a.base_url}",
+                     "--judge", f"judge-b@{b.base_url}"], tmp_path)
+    labels = [s["info"]["judge"]["labels"] for s in m["samples"]]
+    assert m["n_errors"] == 0 and len(labels) == 20 and len({tuple(x) for x in labels}) > 1
+    agreement = m["report"]["judge_agreement"]
+    assert agreement["items"] == 20
+    assert agreement["cohen_kappa"] == pytest.approx(cohen_kappa_score([x[0] for x in labels], [x[1] for x in labels]))
 
 
 def test_schema_fallback_and_a_refused_request_are_counted_and_the_rest_keep_the_schema(motor_dir: Path,

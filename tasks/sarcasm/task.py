@@ -104,7 +104,8 @@ class SarcasmTask(Task):
         return sarcasm_metrics()
 
     def report(self, records: Sequence[Record], protocol: str, out_dir: Path) -> dict[str, JSON]:
-        """Confusion matrix and per-class P/R/F1 for each fold and for all folds pooled."""
+        """Confusion matrix and per-class P/R/F1 for each fold and for all folds pooled; the judges'
+        agreement when `--judge` read labels."""
         ok = [r for r in records if r.ok]
         by_fold: dict[str, list[Record]] = {}
         for record in ok:
@@ -114,4 +115,12 @@ class SarcasmTask(Task):
             "pooled": confusion_summary(ok),
             "failed_records": len(records) - len(ok),
         }
+        # `--judge` panels that read labels out of free-text answers: their agreement over the run (Cohen's
+        # kappa for two judges, Fleiss' for more), as motor reports it
+        ratings = [list(r.info["judge"]["labels"]) for r in ok
+                   if isinstance(r.info.get("judge"), Mapping) and r.info["judge"].get("labels")]
+        if ratings:
+            from harness.judges import agreement
+
+            result["judge_agreement"] = agreement(ratings)
         return result
