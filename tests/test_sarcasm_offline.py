@@ -22,7 +22,10 @@ def test_default_job_runs_offline_from_the_shipped_files(tmp_path: Path) -> None
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_DATA", "XDG_CACHE_HOME", "HARNESS_DB")}
-    env.update(HOME=str(home), NO_PROXY="*", http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")
+    # Without `unshare -n`, every HTTP(S) request goes to a dead proxy (no host is exempt: NO_PROXY="*" exempted all).
+    dead = "http://127.0.0.1:9"
+    env.update(HOME=str(home), NO_PROXY="", no_proxy="", http_proxy=dead, https_proxy=dead, HTTP_PROXY=dead,
+               HTTPS_PROXY=dead, ALL_PROXY=dead, all_proxy=dead)
     cmd = [*_offline_prefix(), sys.executable, "-m", "harness.cli", "run", "--task", "sarcasm", "--no-progress"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
