@@ -323,6 +323,16 @@ def test_dfew_lists_give_five_folds_and_fold_averaged_metrics(tmp_path):
         task.score(task.folds(tmp_path, "dfew")[1].test[3], {"label": "anger"})
 
 
+def test_an_annotation_list_that_is_not_utf8_is_a_data_error_naming_it(tmp_path):
+    from tasks.emocap.synthetic import write_dynamic
+
+    write_dynamic(tmp_path, "mafw", n_clips=3, n_frames=20)
+    bad = tmp_path / "MAFW_set_1_test.txt"
+    bad.write_bytes(bad.read_bytes() + b"clip\xff 20 3\n")
+    with pytest.raises(DataError, match="MAFW_set_1_test.txt: not utf-8 text"):
+        EmocapTask().folds(tmp_path, "mafw")
+
+
 def test_clip_features_of_a_clip_are_the_normalised_mean_of_raw_frame_features(tmp_path):
     from tasks.emocap.dynamic import load_clip
     from tasks.emocap.synthetic import write_dynamic

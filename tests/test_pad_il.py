@@ -138,6 +138,20 @@ def test_oulu_protocol_files_folds_and_dev_split(tmp_path):
         task.folds(tmp_path, "oulu-p1")
 
 
+def test_protocol_and_subject_lists_that_are_not_utf8_are_data_errors_naming_the_file(tmp_path):
+    write_oulu(tmp_path / "O", phones=(1,))
+    dev = tmp_path / "O" / "Protocols" / "Protocol_1" / "Dev.txt"
+    dev.write_bytes(dev.read_bytes() + b"\xff\xfe+1,1_1_01_1\n")
+    with pytest.raises(DataError, match="Dev.txt: not utf-8 text"):
+        PadIlTask().folds(tmp_path / "O", "oulu-p1")
+    write_msu(tmp_path / "M")
+    write_casia(tmp_path / "C")
+    subjects = tmp_path / "M" / "test_sub_list.txt"
+    subjects.write_bytes(b"\xe9" + subjects.read_bytes())
+    with pytest.raises(DataError, match="test_sub_list.txt: not utf-8 text"):
+        PadIlTask().folds(tmp_path, "il")
+
+
 def test_cross_dataset_folds_hold_out_one_domain(tmp_path):
     write_casia(tmp_path / "CASIA-FASD")
     write_msu(tmp_path / "MSU-MFSD")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.core import DataError, Sample
+from harness.datafiles import read_text
 from harness.media import read_image
 from tasks.emocap.labels import PROTOCOL_CLASSES
 
@@ -47,7 +48,7 @@ def test_indices(num_frames: int, n: int = N_SEGMENTS) -> list[int]:
 def read_list(file: Path, protocol: str) -> list[Sample]:
     classes = list(PROTOCOL_CLASSES[protocol])
     out = []
-    for n, line in enumerate(file.read_text().splitlines(), start=1):
+    for n, line in enumerate(read_text(file).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()

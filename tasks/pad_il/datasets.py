@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core import DataError
+from harness.datafiles import read_text
 
 DOMAINS = {"O": "OULU-NPU", "C": "CASIA-FASD", "I": "Replay-Attack", "M": "MSU-MFSD"}
 VIDEO_EXT = (".avi", ".mov", ".mp4")
@@ -92,7 +93,7 @@ def oulu_protocol(root: Path, protocol: int, split: str, k: int | None = None) -
     if not file.is_file():
         raise DataError(f"{file}: OULU-NPU protocol file is missing")
     out = []
-    for n, line in enumerate(file.read_text().splitlines(), start=1):
+    for n, line in enumerate(read_text(file).splitlines(), start=1):
         if not line.strip():
             continue
         parts = [p.strip() for p in line.split(",")]
@@ -145,7 +146,7 @@ def msu_all(root: Path) -> list[Video]:
         f = root / f"{split}_sub_list.txt"
         if not f.is_file():
             raise DataError(f"{f}: MSU-MFSD subject list is missing")
-        lists[split] = {int(x) for x in f.read_text().split() if x.strip().isdigit()}
+        lists[split] = {int(x) for x in read_text(f).split() if x.strip().isdigit()}
     out = []
     for p in sorted((root / "scene01").rglob("*")):
         if p.suffix.lower() not in VIDEO_EXT or not p.is_file():
