@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from harness.core import HarnessError
 from harness.models.base import ChatRequest, Message, ModelBackend, Part
 from harness.structured import Invalid, Parsed, extract_json, match_label, parse_model
 
@@ -239,10 +240,15 @@ def panel_from_models(models: Sequence[Any], make_backend_kwargs: Mapping[str, A
     from harness.models import make_backend
 
     judges = []
+    seen: set[tuple[str, str | None]] = set()
     for m in models:
         kwargs = dict(make_backend_kwargs)
         if not isinstance(m, str):
             kwargs["base_url"] = m.base_url or kwargs.get("base_url")
             m = m.model
+        if (m, kwargs.get("base_url")) in seen:  # it would answer its twin from the cache: kappa 1 by construction
+            raise HarnessError(f"--judge {m}@{kwargs.get('base_url')} is given twice: a panel needs different "
+                               "judges, each on its own endpoint (--judge MODEL@URL)")
+        seen.add((m, kwargs.get("base_url")))
         judges.append(Judge(make_backend(m, **kwargs), rubric))
     return JudgePanel(judges)

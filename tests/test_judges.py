@@ -118,3 +118,20 @@ def test_panel_votes_with_structured_verdicts_and_caches_them_by_rubric(tmp_path
     assert seen_first == 9 and seen_cached == 9 and seen_new_version == 18
     assert all(v.cached for r in again for v in r.verdicts if v.ok)
     assert panel.agreement(results) == {"items": 0, "items_left_out": 3}  # judge-c never valid
+
+
+def test_the_same_judge_twice_is_refused_not_a_perfect_agreement():
+    """`--judge M@U --judge M@U` would answer the second judge from the first one's cache: kappa 1 by construction."""
+    from harness.core import HarnessError
+    from harness.roles import RoleSpec
+
+    kwargs = dict(base_url="http://127.0.0.1:9/v1", api_key=None, cache_dir=None, use_cache=False, concurrency=1,
+                  timeout_s=1)  # fmt: skip
+    with pytest.raises(HarnessError, match="given twice"):
+        panel_from_models([RoleSpec("judge", "judge-a", "http://h:1/v1"), RoleSpec("judge2", "judge-a", "http://h:1/v1")],
+                          kwargs, RUBRIC)
+    with pytest.raises(HarnessError, match="given twice"):
+        panel_from_models(["judge-a", "judge-a"], kwargs, RUBRIC)  # both on --base-url
+    panel = panel_from_models([RoleSpec("judge", "judge-a", "http://h:1/v1"), RoleSpec("judge2", "judge-a",
+                                                                                     "http://h:2/v1")], kwargs, RUBRIC)
+    assert len(panel.judges) == 2  # the same model on two servers is two judges
