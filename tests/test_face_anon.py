@@ -220,6 +220,21 @@ def test_precomputed_in_an_identity_tree_matches_within_the_identity_folder(shar
     assert all(r.scores["sim"] == pytest.approx(1.0, abs=1e-6) for r in res.records)  # each to its own original
 
 
+def test_an_original_without_a_detectable_face_is_that_images_error_naming_it(deepface, tmp_path):
+    from PIL import Image
+
+    from tasks.face_anon.scorer import ImageScorer
+    from vision_models.faces.detect import load_image
+
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(blank)
+    scorer = ImageScorer.build("dlib", "none")
+    with pytest.raises(DataError, match="blank.png: no face detected in the original, so re-identification"):
+        scorer.score({"image": str(blank)}, {"image": str(blank)}, load_image)
+    face = str(deepface / "images" / "img1.jpg")
+    assert scorer.score({"image": face}, {"image": face}, load_image)["sim"] == pytest.approx(1.0)
+
+
 def test_a_latin1_or_truncated_identities_file_is_a_data_error(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.jpg").write_bytes(b"x")

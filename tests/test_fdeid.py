@@ -240,6 +240,25 @@ def test_sd_inpaint_tiny_random_on_the_gpu(deepface):
     assert out.shape == img.shape
 
 
+def test_an_original_without_a_detectable_face_is_that_pairs_error_naming_it(deepface, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from tasks.fdeid.scorer import PairScorer
+    from vision_models.faces.detect import load_image
+
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(blank)
+    face = deepface / "images" / "img1.jpg"
+    scorer = PairScorer.from_spec("dlib")
+    target = {"a": str(face), "b": str(blank), "same": 0}
+    with pytest.raises(DataError, match="blank.png: no face detected in the original, so this pair cannot be"):
+        scorer.score_pair(target, {"a": str(face), "b": str(blank)}, lambda ref: load_image(ref))
+    ok = scorer.score_pair({"a": str(face), "b": str(face), "same": 1}, {"a": str(face), "b": str(face)},
+                           lambda ref: load_image(ref))
+    assert ok["orig_sim"] == pytest.approx(1.0) and ok["prot_sim"] == pytest.approx(1.0)
+
+
 def test_a_second_recogniser_is_reported_side_by_side(deepface, tmp_path):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
