@@ -24,7 +24,7 @@ from harness.board.client import build_payload
 from harness.board.ranking import rank_intervals
 from harness.core import Fold, HarnessError, Metric, Sample, ScoreContext, Task
 from harness.registry import get_task, register_task
-from harness.stats import paired_bootstrap
+from harness.stats import MetricValue, paired_bootstrap
 from tests.board_helpers import TOKENS, auth, create_app, fresh_db, pg_url, server_task, settings, write_run
 
 URLS = ["sqlite"] + (["postgresql"] if pg_url() else [])
@@ -213,6 +213,36 @@ def test_over_size_upload_is_refused(db_url: str, tmp_path: Path) -> None:
     r = post(client, write_run(tmp_path, "big", quarter_wrong))
     assert r.status_code == 413 and "larger than 10000 bytes" in r.json()["reason"]
     assert client.get("/api/audit", headers=auth()).json()[0]["outcome"] == "refused"
+
+
+def test_over_size_upload_without_a_declared_length_is_refused_while_streaming(db_url: str, tmp_path: Path) -> None:
+    client = TestClient(create_app(settings(db_url, max_upload_bytes=10_000)))
+    body = build_payload(write_run(tmp_path, "big", quarter_wrong))
+    r = client.post("/api/submit", content=iter([body[i:i + 4096] for i in range(0, len(body), 4096)]),
+                    headers=auth())
+    assert "content-length" not in r.request.headers  # chunked: only the streamed byte count can stop it
+    assert r.status_code == 413 and "larger than 10000 bytes" in r.json()["reason"]
+    assert client.get("/api/audit", headers=auth()).json()[0]["outcome"] == "refused"
+    assert client.get("/api/tasks/sarcasm").json()["groups"] == []
+
+
+def test_rows_of_other_scorer_versions_or_data_are_never_ranked_together(db_url: str, tmp_path: Path) -> None:
+    client = TestClient(create_app(settings(db_url)))
+    assert post(client, write_run(tmp_path, "now", quarter_wrong)).status_code == 201
+    st = server_task()
+    for run_id, scorer, fp in (("old-scorer", "0", st.fingerprint), ("other-data", "1", "f" * 16)):
+        manifest = {"run_id": run_id, "config": {"task": "sarcasm", "protocol": "speaker-dependent",
+                                                 "solver": "tfidf", "solver_options": {}},
+                    "config_hash": "0" * 16, "data_fingerprint": fp, "n_samples": 690, "n_errors": 0,
+                    "scorer_version": scorer}  # a perfect number, but not comparable with "now"
+        client.app.state.store.add_run(manifest, {"weighted_f1": MetricValue("weighted_f1", 0.99, 0.98, 1.0, 690,
+                                                                             True)}, "weighted_f1")
+    groups = client.get("/api/tasks/sarcasm").json()["groups"]
+    where = {r["run_id"]: (g["scorer_version"], g["data_fingerprint"], r["rank"]) for g in groups for r in g["rows"]}
+    assert len(groups) == 3 and where == {"now": ("1", st.fingerprint, 1), "old-scorer": ("0", st.fingerprint, 1),
+                                          "other-data": ("1", "f" * 16, 1)}
+    assert next(g for g in groups if g["rows"][0]["run_id"] == "now")["rows"][0]["vs_leader"] is None
+    assert client.get("/task/sarcasm").text.count('<section class="group"') == 3
 
 
 def test_path_traversing_and_unknown_ids_in_urls(db_url: str) -> None:
