@@ -103,6 +103,20 @@ def test_opengait_weights_missing_is_a_clear_error(tmp_path, opengait_tree):
     assert parse_spec("opengait:/a/b.yaml:/c/d.pt") == (type(cfg)("/a/b.yaml"), type(cfg)("/c/d.pt"))
 
 
+def test_an_opengait_config_that_is_not_yaml_names_the_file(tmp_path):
+    pytest.importorskip("yaml")
+    from vision_models.gait.opengait import OpenGaitRecognizer
+
+    cfg, ckpt = tmp_path / "broken.yaml", tmp_path / "w.pt"
+    cfg.write_text("model_cfg:\n  model: [GaitBase\n")  # an unclosed list
+    ckpt.write_bytes(b"")
+    with pytest.raises(ValueError, match="broken.yaml: not valid YAML"):
+        OpenGaitRecognizer(cfg, ckpt, device="cpu")
+    cfg.write_bytes(b"model_cfg: \xff\n")
+    with pytest.raises(ValueError, match="broken.yaml: not valid YAML"):
+        OpenGaitRecognizer(cfg, ckpt, device="cpu")
+
+
 def _packed_equals_one_by_one(cfg, ckpt, device):
     from vision_models.gait.opengait import OpenGaitRecognizer
 

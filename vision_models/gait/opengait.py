@@ -86,7 +86,10 @@ class OpenGaitRecognizer:
                 raise WeightsMissing(f"OpenGait {what} not found: {path} (the weights are the user's: train them "
                                      "with OpenGait or download its model-zoo checkpoint, then pass "
                                      "--role recognizer=opengait:CONFIG.yaml:CHECKPOINT.pt)")
-        cfgs = yaml.safe_load(self.config.read_text())
+        try:
+            cfgs = yaml.safe_load(self.config.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{self.config}: not valid YAML ({exc})") from None
         if not isinstance(cfgs, dict) or not isinstance(cfgs.get("model_cfg"), dict) \
                 or "model" not in cfgs["model_cfg"]:
             raise ValueError(f"{self.config}: not an OpenGait config (no model_cfg.model)")
