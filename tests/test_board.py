@@ -22,7 +22,7 @@ from harness import registry
 from harness.artifacts import ArtifactStore
 from harness.board.client import build_payload
 from harness.board.ranking import rank_intervals
-from harness.core import Fold, HarnessError, Metric, Sample, ScoreContext, Task
+from harness.core import Fold, HarnessError, Metric, Sample, ScoreContext, SolverOptions, Task
 from harness.registry import get_task, register_task
 from harness.stats import MetricValue, paired_bootstrap
 from tests.board_helpers import TOKENS, auth, create_app, fresh_db, pg_url, server_task, settings, write_run
@@ -393,6 +393,65 @@ def test_artifacts_are_uploaded_verified_and_scored_by_the_server(db_url: str, t
     body["artifact_files"][ref] = base64.b64encode(b"something else").decode()
     r = client.post("/api/submit", content=json.dumps(body), headers=auth())
     assert r.status_code == 422 and "do not match its sha256 name" in r.json()["reason"]
+
+
+class OptionsToyTask(Task):
+    """Two samples and a protocol option (as pad_il's `-P order=`) whose default is "a,b"."""
+
+    name = "boardopts"
+    protocols = {"seq": "two samples"}
+    default_protocol = "seq"
+    default_solver = "none"
+    data_folder = "boardopts"
+    data_dir: Path | None = None
+
+    class ProtocolOptions(SolverOptions):
+        order: str = "a,b"
+
+    def resolve_data(self, data: Path | None) -> Path:
+        assert OptionsToyTask.data_dir is not None
+        return OptionsToyTask.data_dir
+
+    def folds(self, data_dir: Path, protocol: str) -> list[Fold]:
+        return [Fold("all", [Sample("s0", {}, True), Sample("s1", {}, False)])]
+
+    def score(self, sample: Sample, prediction: object) -> dict:
+        return {"correct": float(prediction == sample.target)}
+
+    def metrics(self, protocol: str) -> list[Metric]:
+        return [Metric("accuracy", mean_of="correct")]
+
+
+@pytest.mark.parametrize(("options", "status"), [
+    (None, 201), ({}, 201),
+    ({"order": "a,b"}, 201),  # the default written out (manifests before only non-defaults were kept)
+    ({"order": "b,a"}, 422), ({"order": "a,b", "extra": 1}, 422), ("a,b", 422),
+])
+def test_protocol_options_are_compared_with_the_defaults_filled_in(db_url: str, tmp_path: Path, options: object,
+                                                                   status: int) -> None:
+    data = tmp_path / "opts-data"
+    data.mkdir()
+    (data / "README").write_text("the toy's data")
+    OptionsToyTask.data_dir = data
+    register_task(OptionsToyTask)
+    try:
+        run_dir = tmp_path / "opt-run"
+        run_dir.mkdir()
+        (run_dir / "samples.jsonl").write_text("".join(
+            json.dumps({"sample_id": sid, "fold": "all", "split": "test", "prediction": True, "error": None}) + "\n"
+            for sid in ("s0", "s1")))
+        (run_dir / "manifest.json").write_text(json.dumps({
+            "run_id": "opt-run", "status": "finished", "scorer_version": "1", "protocol_options": options,
+            "data_fingerprint": OptionsToyTask().fingerprint(data),
+            "config": {"task": "boardopts", "protocol": "seq", "solver": "const"}}))
+        r = post(TestClient(create_app(settings(db_url))), run_dir)
+        assert r.status_code == status, r.text
+        if status == 201:
+            assert r.json()["metrics"]["accuracy"]["value"] == pytest.approx(0.5)
+        else:
+            assert "protocol options" in r.json()["reason"]
+    finally:
+        registry._tasks.pop(OptionsToyTask.name, None)
 
 
 def test_concurrent_resubmissions_of_one_run_store_it_once(db_url: str, tmp_path: Path) -> None:
