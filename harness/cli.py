@@ -7,6 +7,7 @@ import argparse
 import ast
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,27 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A whole number in [low, high]: `--seed -1` or `--bootstrap -5` would otherwise end a finished run
+    with a numpy traceback."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
+_seed = _int_in(0, 2**32 - 1)  # numpy and scikit-learn seeds
+_replicates = _int_in(0)  # 0: no CIs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--concurrency", type=int, default=8, help="samples in flight at once (default 8)")
     sp.add_argument("--executor", choices=("local", "ray"), default="local",
                     help="local asyncio, or Ray workers (RAY_ADDRESS picks a cluster)")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for CIs (default 1000)")
+    sp.add_argument("--seed", type=_seed, default=0)
+    sp.add_argument("--bootstrap", type=_replicates, default=1000, help="bootstrap replicates for CIs (default 1000)")
     sp.add_argument("--timeout", type=float, default=120.0, help="seconds per model request (default 120)")
     sp.add_argument("--max-retries", type=int, default=8,
                     help="retries of one model request on 429/5xx/timeouts, with back-off (default 8)")
@@ -114,14 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run_id", help="run id (or a unique prefix, or a run folder)")
     sp.add_argument("--into", type=Path, default=None, metavar="DIR",
                     help="write the new metrics.json/samples.jsonl there instead of into the run folder")
-    sp.add_argument("--bootstrap", type=int, default=None, help="bootstrap replicates (default: the run's)")
+    sp.add_argument("--bootstrap", type=_replicates, default=None, help="bootstrap replicates (default: the run's)")
     common(sp)
 
     sp = sub.add_parser("compare", help="paired comparison of two runs on the samples both scored")
     sp.add_argument("run_a")
     sp.add_argument("run_b")
-    sp.add_argument("--bootstrap", type=int, default=2000)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--bootstrap", type=_replicates, default=2000)
+    sp.add_argument("--seed", type=_seed, default=0)
     common(sp)
 
     sp = sub.add_parser("doctor", help="environment, data and endpoint pre-flight (one line per check, with a fix)")

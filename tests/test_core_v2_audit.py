@@ -263,3 +263,25 @@ def test_harness_score_says_when_the_runs_data_is_gone(tmp_path, toy_data):
     toy_data.rename(tmp_path / "moved")
     with pytest.warns(UserWarning, match=f"re-scoring from samples.jsonl alone: the run's data {toy_data} is not"):
         assert main(["score", res.run_id, "--out", str(tmp_path / "runs")]) == 0
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["run", "--task", "sarcasm", "--seed", "-1"], "--seed"),
+    (["run", "--task", "sarcasm", "--seed", str(2**32)], "--seed"),
+    (["run", "--task", "sarcasm", "--bootstrap", "-5"], "--bootstrap"),
+    (["score", "some-run", "--bootstrap", "-1"], "--bootstrap"),
+    (["compare", "a", "b", "--seed", "-2"], "--seed"),
+])
+def test_a_seed_or_replicate_count_out_of_range_is_refused_up_front(argv, flag, capsys):
+    """Before: the run solved every sample, then ended in a numpy traceback (manifest `failed`)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"argument {flag}: must be" in err and "Traceback" not in err
+
+
+def test_seed_and_bootstrap_at_their_bounds_are_accepted():
+    from harness.cli import build_parser
+
+    args = build_parser().parse_args(["run", "--task", "sarcasm", "--seed", str(2**32 - 1), "--bootstrap", "0"])
+    assert args.seed == 2**32 - 1 and args.bootstrap == 0
