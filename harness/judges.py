@@ -127,6 +127,8 @@ class Judge:
         if r.verdict_field not in values:
             return Verdict(self.name, tag, None, values, f"no {r.verdict_field!r} in the verdict", text, cached)
         value = values[r.verdict_field]
+        if value is None:  # a JSON null names no label (str(None) would read as a label "none")
+            return Verdict(self.name, tag, None, values, f"null {r.verdict_field!r} in the verdict", text, cached)
         if r.labels is not None:
             label = match_label(str(value), r.labels)
             if not isinstance(label, Parsed):

@@ -285,3 +285,18 @@ def test_seed_and_bootstrap_at_their_bounds_are_accepted():
 
     args = build_parser().parse_args(["run", "--task", "sarcasm", "--seed", str(2**32 - 1), "--bootstrap", "0"])
     assert args.seed == 2**32 - 1 and args.bootstrap == 0
+
+
+@pytest.mark.parametrize("text", ['{"verdict": null}', '{"verdict": null, "reason": "unsure"}'])
+def test_a_null_verdict_is_invalid_never_the_label_none(text):
+    """A rubric whose labels include "none" (JSON-schema rubric): a null verdict was read as str(None)."""
+    from types import SimpleNamespace
+
+    from harness.judges import Judge, Rubric
+
+    rubric = Rubric("severity", "1", "How severe? {x}", {"type": "object", "properties": {
+        "verdict": {"type": "string", "enum": ["none", "mild", "severe"]}}, "required": ["verdict"]})
+    judge = Judge(SimpleNamespace(model="j"), rubric)
+    verdict = judge._verdict(text, None, "tag", False)
+    assert verdict.value is None and not verdict.ok and "null 'verdict'" in verdict.error
+    assert judge._verdict('{"verdict": "none"}', None, "tag", False).value == "none"  # a real "none" still counts
