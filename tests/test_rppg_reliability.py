@@ -160,6 +160,19 @@ def test_ubfc_ppg_shorter_than_the_video_is_an_error_naming_the_file(tmp_path):
         RppgTask().score(sample, pred)
 
 
+def test_a_memoised_reference_cannot_be_changed_by_its_reader(tmp_path):
+    """References are parsed once per process (a board scores many runs in one): what one caller gets
+    is read-only, so an in-place edit raises instead of changing every later score."""
+    sample = _ubfc_sample(tmp_path, np.sin(np.arange(60) / 3))
+    ref = read_reference(sample.target, 60, 30.0)
+    with pytest.raises(ValueError, match="read-only"):
+        ref -= ref.mean()
+    pred = {"bvp": list(np.sin(np.arange(60) / 3.1)), "fps": 30.0, "n_frames": 60, "band_hz": [0.6, 3.3],
+            "window_s": 0, "hr_method": "fft"}
+    assert RppgTask().score(sample, pred) == RppgTask().score(sample, pred)
+    np.testing.assert_allclose(read_reference(sample.target, 60, 30.0), np.sin(np.arange(60) / 3), atol=1e-6)
+
+
 @pytest.mark.parametrize(("values", "message"), [(np.full(60, 0.5), "flat"), (np.r_[np.sin(np.arange(59)), np.nan],
                                                                            "non-finite"),
                                                  (np.r_[np.sin(np.arange(59)), np.inf], "non-finite")])

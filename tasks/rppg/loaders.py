@@ -61,9 +61,20 @@ def _walk(root: Path, max_depth: int = 3) -> list[Path]:
     return found
 
 
+def _read_only(value: Any) -> Any:
+    """Arrays of a memoised result made read-only: every caller shares them, so an in-place edit by one
+    would silently change the reference every later score uses (a board scores many runs per process)."""
+    if isinstance(value, np.ndarray):
+        value.setflags(write=False)
+    elif isinstance(value, tuple):
+        for v in value:
+            _read_only(v)
+    return value
+
+
 def _cached_by_file(read: Any) -> Any:
     """Memoise a reader on (path, size, mtime): a file edited between two runs of one process is re-read."""
-    cached = functools.lru_cache(maxsize=64)(lambda path, _size, _mtime: read(path))
+    cached = functools.lru_cache(maxsize=64)(lambda path, _size, _mtime: _read_only(read(path)))
 
     @functools.wraps(read)
     def wrapper(path: Path) -> Any:
