@@ -109,6 +109,28 @@ def free_text_blocked(text: str, finish_reason: str | None = None) -> str | None
 
 _NON_WORD = re.compile(r"[^\w]+")
 _NEGATIONS = {"not", "no", "non", "never", "isn", "isnt", "neither", "nor", "without"}
+# Negations that reach a label anywhere earlier in its clause ("not really sarcastic", "I don't think it is
+# sarcastic": "don't" is "don t" once normalised); "no" and "without" only right before it ("no doubt ...").
+_SCOPE_NEGATIONS = {"not", "never", "t", "nt", "cannot", "isnt", "dont", "doesnt", "didnt", "cant", "wont", "arent",
+                    "wasnt", "neither", "nor", "hardly"}
+# A clause ends at these marks and before these words ("..., so it is sarcastic", "not X but Y").
+_CLAUSE_MARKS = set(".!?;:,")
+_CLAUSE_WORDS = {"but", "however", "so", "therefore", "thus", "hence", "although", "though", "because", "since",
+                 "yet", "whereas"}
+_TOKENS = re.compile(r"\w+|[.!?;:,]")
+
+
+def _clause_ids(text: str) -> list[int]:
+    """The clause number of each word of `normalize(text).split()`."""
+    clause, ids = 0, []
+    for token in _TOKENS.findall(text.replace("_", " ").lower()):
+        if token in _CLAUSE_MARKS:
+            clause += 1
+            continue
+        if token in _CLAUSE_WORDS:
+            clause += 1
+        ids.append(clause)
+    return ids
 
 
 def normalize(text: str) -> str:
@@ -121,7 +143,9 @@ def match_label(text: str, labels: Iterable[str]) -> ParseResult:
 
     The whole answer equal to a label wins; otherwise a label must occur as whole words, alone
     (a label inside a longer matching label does not count, e.g. `sarcastic` in `non-sarcastic`), and
-    not right after a negation ("not sarcastic" names no label unless a label says so).
+    not negated: right after a negation ("not sarcastic" names no label unless a label says so), after
+    "not", "never" or an "n't" earlier in its clause ("not really sarcastic", "I don't think it is
+    sarcastic"), or followed by "or not". A negated label makes the answer invalid, never the other class.
     """
     labels = list(labels)
     norm_labels = {normalize(label): label for label in labels}
@@ -139,7 +163,21 @@ def match_label(text: str, labels: Iterable[str]) -> ParseResult:
                 spans.append((i, i + n, label))
     # drop spans inside a longer matched span
     spans = [s for s in spans if not any(o != s and o[0] <= s[0] and s[1] <= o[1] for o in spans)]
-    negated = [s for s in spans if s[0] > 0 and words[s[0] - 1] in _NEGATIONS]
+    clauses = _clause_ids(text)
+    if len(clauses) != len(words):  # cannot happen (same word pattern); one clause then
+        clauses = [0] * len(words)
+
+    def is_negated(span: tuple[int, int, str]) -> bool:
+        start, end, _ = span
+        if start > 0 and words[start - 1] in _NEGATIONS:
+            return True
+        if any(w in _SCOPE_NEGATIONS for k, w in enumerate(words[:start]) if clauses[k] == clauses[start]):
+            return True
+        # "sarcastic or not" hedges; "sarcastic or not sarcastic" names two labels (ambiguous, not negated)
+        return (end + 1 < len(words) and words[end] == "or" and words[end + 1] in ("not", "no")
+                and clauses[end + 1] == clauses[end - 1] and not any(o[0] == end + 1 for o in spans))
+
+    negated = [s for s in spans if is_negated(s)]
     found = sorted({s[2] for s in spans if s not in negated})
     if len(found) == 1 and not negated:
         return Parsed(found[0], "label")

@@ -81,6 +81,35 @@ def test_unclear_answers_are_invalid_never_a_class(text, reason):
     assert isinstance(result, Invalid) and result.reason.startswith(reason) and result.raw == text
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Not really sarcastic.",  # was read as "sarcastic"
+        "I don't think it is sarcastic.",
+        "I dont think it's sarcastic",
+        "I am not sure whether it is sarcastic.",
+        "It never sounds sarcastic to me",
+        "Hard to say if it is sarcastic or not.",
+    ],
+)
+def test_a_negation_earlier_in_the_clause_or_a_trailing_or_not_makes_the_answer_invalid(text):
+    result = match_label(text, LABELS)
+    assert isinstance(result, Invalid) and result.reason == "negated label (sarcastic) in the answer"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The speaker does not mean it literally, so it is sarcastic.", "sarcastic"),  # another clause
+        ("It is sarcastic because he does not mean it.", "sarcastic"),
+        ("He isn't serious; sarcastic.", "sarcastic"),
+        ("There is no doubt it is sarcastic.", "sarcastic"),  # "no" negates only the word right after it
+    ],
+)
+def test_a_negation_in_another_clause_leaves_the_label(text, expected):
+    assert match_label(text, LABELS) == Parsed(expected, "label")
+
+
 def test_parse_label_prefers_the_json_field_and_counts_invalid_answers():
     assert parse_label('{"label": "Sarcastic"}', LABELS) == Parsed("sarcastic", "json")
     assert parse_label("definitely sarcastic", LABELS) == Parsed("sarcastic", "label")
