@@ -80,12 +80,6 @@ def test_folders_protocol_reads_identities_csv_of_a_flat_copy(deepface):
     assert all(Path(s.target["a"]).is_file() for s in samples)
 
 
-def test_folders_protocol_with_one_identity_is_refused(deepface, tmp_path):
-    root = _identity_tree(deepface, tmp_path / "faces", {"id01"})
-    with pytest.raises(DataError, match="only one identity .*id01.*no impostor pair"):
-        folder_samples(root)
-
-
 def test_pairs_csv_protocol_reads_deepface_master_csv(deepface):
     samples = csv_samples(deepface)
     assert len(samples) == 300 and sum(s.target["same"] for s in samples) == 38

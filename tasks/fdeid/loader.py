@@ -7,7 +7,6 @@
 - `folders`: an identity tree `<identity>/<image>` (or, when the root holds `identities.csv`
   (`file,identity_id`), the identities it lists): every genuine pair (two images of one identity) plus
   as many impostor pairs drawn with a fixed seed, or every pair when there are fewer than 5,000 in all.
-  One identity only is refused (no impostor pair: every privacy number would be NaN).
 - `pairs-csv`: a CSV of labelled pairs (deepface's `master.csv`: `file_x,file_y,Decision` with Yes/No,
   paths relative to the CSV's folder or its `images/`).
 - `attributes` (utility): a CelebA-HQ/FFHQ-style flat folder with an attribute file (CelebA's text format
@@ -143,9 +142,6 @@ def identity_file_tree(root: Path) -> dict[str, list[Path]] | None:
 
 def folder_samples(root: Path) -> list[Sample]:
     tree = identity_file_tree(root) or identity_tree(root)
-    if len(tree) < 2:
-        raise DataError(f"{root}: only one identity ({next(iter(tree))}), so there is no impostor pair: give "
-                        f"ROOT/<identity>/<image> folders or an {IDENTITY_FILE} (file,identity_id)")
     pairs = folder_pairs(tree)
     if not any(same for _, _, same in pairs):
         raise DataError(f"{root}: no identity has two images, so there is no genuine pair to protect")
