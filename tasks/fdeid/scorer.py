@@ -8,7 +8,7 @@ SSIM/PSNR are means over distinct images (an image in many pairs counts once).
 Two ways to embed a protected image, both reported:
 - `prot_sim` (the headline `psr`, `verification_accuracy`, ...): the recogniser detects the face on the
   protected image itself, as an attacker would; a protected image with no detectable face counts as
-  protected (similarity -1), never dropped. This is the issue's rule.
+  protected (similarity -2, below every threshold), never dropped. This is the issue's rule.
 - `prot_sim_lmk` (`*_orig_landmarks` metrics): FDeID `eval_privacy_lfw.py`'s way, the protected image
   embedded at the face found on its original. For a black mask every protected face is then the same
   black chip (similarity ~1 for every pair, PSR ~0), which is why it is not the headline.
