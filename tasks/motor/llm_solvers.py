@@ -80,6 +80,7 @@ class _BackendSolver(Solver):
     """Holds one backend and the sampling settings (from the options); subclasses define `solve`."""
 
     Options = MotorMLLMOptions
+    version = "2"  # 2: negated free-text labels are invalid (harness.structured.match_label); cached results re-read
 
     def __init__(self, backend: ModelBackend, extractor: Extractor | None = None, **options: Any) -> None:
         super().__init__(**options)

@@ -79,6 +79,7 @@ class SarcasmMLLMOptions(GenerationOptions):
                  description="zero-shot MLLM: utterance (+ context, speaker, frames) -> sarcastic?")
 class SarcasmMLLMSolver(Solver):
     Options = SarcasmMLLMOptions
+    version = "2"  # 2: negated free-text labels are invalid (harness.structured.match_label); cached results re-read
 
     def __init__(self, backend: ModelBackend, extractor: Extractor | None = None, **options: Any) -> None:
         super().__init__(**options)
