@@ -178,14 +178,20 @@ def sample_frames(path: Path, n: int, *, max_side: int | None = None, stats: Dec
             half = 0.5 / float(rate * tb)
             container.seek(target, stream=stream, backward=True, any_frame=False)
             stats.seeks += 1
-            chosen = None
+            chosen, reached = None, False
             for frame in container.decode(stream):
                 stats.decoded += 1
                 chosen = frame
                 if frame.pts is None or frame.pts >= target - half:
+                    reached = True
                     break
             if chosen is None:
                 raise DataError(f"{path}: no frame could be decoded near frame {index}")
+            if not reached:  # the stream ended before the wanted frame: never send an earlier one in its place
+                last = int(round(float((chosen.pts - start) * tb * rate)))
+                if index - last > max(1, total // 100):  # more than a container's rounding
+                    raise DataError(f"{path}: truncated or corrupt video: frames decode up to {last}, but the "
+                                    f"container declares {total} (frame {index} was wanted)")
             image = chosen.to_image()
             if max_side and max(image.size) > max_side:
                 image.thumbnail((max_side, max_side))

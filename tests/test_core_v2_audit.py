@@ -300,3 +300,43 @@ def test_a_null_verdict_is_invalid_never_the_label_none(text):
     verdict = judge._verdict(text, None, "tag", False)
     assert verdict.value is None and not verdict.ok and "null 'verdict'" in verdict.error
     assert judge._verdict('{"verdict": "none"}', None, "tag", False).value == "none"  # a real "none" still counts
+
+
+def _avi(path: Path, n: int = 60, fps: int = 5, size: int = 48) -> bytes:
+    """An MPEG-4 AVI whose frame i has brightness 4*i (so a decoded frame tells its index)."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        for i in range(n):
+            img = np.full((size, size, 3), 4 * i, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path.read_bytes()
+
+
+def test_frames_of_a_truncated_video_are_an_error_never_earlier_frames_in_their_place(tmp_path):
+    """An AVI cut to 3/4 still opens and its container still says 60 frames; sampling frames 37 and 52
+    returned frame ~27 twice (labelled with their own timestamps) with no warning."""
+    pytest.importorskip("av")
+    import numpy as np
+
+    from harness.core import DataError
+    from harness.media import sample_frames
+
+    good = _avi(tmp_path / "good.avi")
+    frames = sample_frames(tmp_path / "good.avi", 4)
+    assert [round(int(np.asarray(f)[0, 0, 0]) / 4) for f in frames] == [7, 22, 37, 52]
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(good[: int(len(good) * 0.75)])
+    with pytest.raises(DataError, match=r"cut\.avi: truncated or corrupt video: frames decode up to \d+, but the "
+                                        r"container declares 60"):
+        sample_frames(cut, 4)

@@ -64,12 +64,10 @@ def test_mllm_clips_that_cannot_be_decoded_are_per_sample_errors(tmp_path: Path)
         record = by_id[sample_id]
         if how == "ok":
             assert record["error"] is None and record["prediction"] is True
-        elif record["error"] is not None:  # undecodable: this sample's error, naming the clip
-            assert f"{sample_id}.mp4" in record["error"]
-        else:  # a truncated clip may still decode some frames: then it must say so
-            assert how == "truncated", f"{how} clip of {sample_id} gave no error: {record}"
-    assert metrics["n_errors"] == sum(by_id[i]["error"] is not None for i in plan)
-    assert metrics["n_errors"] >= 2
+        else:  # undecodable or truncated: this sample's error, naming the clip (frame sampling has no
+            # short-decode warning: a truncated clip's missing frames are never replaced by earlier ones)
+            assert record["error"] is not None and f"{sample_id}.mp4" in record["error"], record
+    assert metrics["n_errors"] == 3
 
 
 @pytest.mark.parametrize("how", ["zero", "garbage", "truncated"])
