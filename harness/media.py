@@ -123,6 +123,9 @@ def _frame_count(stream: Any, path: Path) -> int:
     rate = stream.average_rate or stream.guessed_rate
     if stream.duration is not None and rate:
         return int(round(float(stream.duration * stream.time_base * rate)))
+    container_duration = getattr(getattr(stream, "container", None), "duration", None)  # microseconds
+    if container_duration and rate:  # Matroska/WebM give neither a frame count nor a stream duration
+        return int(round(container_duration / 1_000_000 * float(rate)))
     raise DataError(f"{path}: cannot tell the number of frames (no frame count or duration)")
 
 

@@ -303,7 +303,7 @@ def test_a_null_verdict_is_invalid_never_the_label_none(text):
 
 
 def _avi(path: Path, n: int = 60, fps: int = 5, size: int = 48) -> bytes:
-    """An MPEG-4 AVI whose frame i has brightness 4*i (so a decoded frame tells its index)."""
+    """An MPEG-4 video (AVI, or what the suffix names) whose frame i has brightness 4*i."""
     from fractions import Fraction
 
     import av
@@ -340,3 +340,17 @@ def test_frames_of_a_truncated_video_are_an_error_never_earlier_frames_in_their_
     with pytest.raises(DataError, match=r"cut\.avi: truncated or corrupt video: frames decode up to \d+, but the "
                                         r"container declares 60"):
         sample_frames(cut, 4)
+
+
+def test_frames_of_a_matroska_video_are_sampled_from_the_containers_duration(tmp_path):
+    """MKV/WebM streams carry neither a frame count nor a duration: a valid .mkv was refused ("cannot tell
+    the number of frames")."""
+    pytest.importorskip("av")
+    import numpy as np
+
+    from harness.media import sample_frames, video_info
+
+    mkv = tmp_path / "good.mkv"
+    _avi(mkv)  # the muxer follows the suffix
+    assert video_info(mkv) == (60, 5.0)
+    assert [round(int(np.asarray(f)[0, 0, 0]) / 4) for f in sample_frames(mkv, 4)] == [7, 22, 37, 52]
