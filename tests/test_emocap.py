@@ -88,6 +88,27 @@ def test_ferplus_layout_reads_pixels_by_row_and_keeps_only_majority_images(tmp_p
     assert np.array_equal(face[:, :, 0].ravel(), np.array(pixels.split(), dtype=np.uint8))
 
 
+@pytest.mark.parametrize("name", ["fer2013new.csv", "fer2013.csv"])
+def test_ferplus_files_that_are_not_utf8_or_truncated_are_data_errors_naming_them(tmp_path, name):
+    votes = [("Training", (8, 0, 0, 0, 0, 0, 0, 0, 2, 0)), ("PrivateTest", (0, 9, 0, 0, 0, 0, 0, 0, 1, 0))]
+    write_ferplus(tmp_path, votes)
+    path = tmp_path / name
+    good = path.read_bytes()
+    path.write_bytes(good[:-5] + b"\xff" + good[-4:])
+    task = EmocapTask()
+    with pytest.raises(DataError, match=f"{name}: not utf-8 text"):
+        (fold,) = task.folds(tmp_path, "ferplus")
+        load_face(fold.test[0])  # fer2013.csv (pixels) is read when a face is loaded
+    if name == "fer2013.csv":  # a last row cut before its pixels cell
+        from tasks.emocap.ferplus import _pixel_rows
+
+        _pixel_rows.cache_clear()
+        path.write_bytes(good.rsplit(b"\n", 2)[0] + b"\n3\n")
+        (fold,) = task.folds(tmp_path, "ferplus")
+        with pytest.raises(DataError, match="fer2013.csv: row 1: pixels are not integers"):
+            load_face(fold.test[0])
+
+
 # -- RAF-DB -----------------------------------------------------------------------------------------
 def test_rafdb_root_or_basic_folder_ids_and_label_codes(tmp_path):
     write_rafdb(tmp_path, n_train=7, n_test=7)

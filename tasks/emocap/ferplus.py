@@ -53,7 +53,17 @@ class FerPlusRow:
 def read_ferplus(path: Path) -> list[FerPlusRow]:
     """Every data row of fer2013new.csv (dropped rows have image ''); DataError naming bad lines."""
     rows: list[FerPlusRow] = []
-    with path.open(newline="") as fh:
+    try:
+        _read_ferplus_rows(path, rows)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not utf-8 text (byte {exc.start}: {exc.reason})") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV: {exc}") from None
+    return rows
+
+
+def _read_ferplus_rows(path: Path, rows: list[FerPlusRow]) -> None:
+    with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None or [h.strip() for h in header[2:]] != list(FERPLUS_COLUMNS):
@@ -70,17 +80,21 @@ def read_ferplus(path: Path) -> list[FerPlusRow]:
                 raise DataError(f"{path}: line {i + 2}: vote counts must be numbers ({exc})") from None
             image = line[1].strip()
             rows.append(FerPlusRow(i, image, USAGE_SPLIT[usage], majority_label(votes) if image else None, votes))
-    return rows
 
 
 @functools.lru_cache(maxsize=2)
 def _pixel_rows(path: str, mtime: float) -> tuple[str, ...]:
     """The `pixels` column of fer2013.csv, read once per file (about 35k strings)."""
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or "pixels" not in reader.fieldnames:
-            raise DataError(f"{path}: no 'pixels' column (expected emotion,pixels,Usage)")
-        return tuple(r["pixels"] for r in reader)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or "pixels" not in reader.fieldnames:
+                raise DataError(f"{path}: no 'pixels' column (expected emotion,pixels,Usage)")
+            return tuple(r["pixels"] for r in reader)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not utf-8 text (byte {exc.start}: {exc.reason})") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV: {exc}") from None
 
 
 def fer2013_image(pixels_csv: str | Path, row: int) -> np.ndarray:
@@ -91,7 +105,7 @@ def fer2013_image(pixels_csv: str | Path, row: int) -> np.ndarray:
         raise DataError(f"{path}: has {len(rows)} rows, no row {row}")
     try:
         values = np.array(rows[row].split(), dtype=np.int64)
-    except ValueError:
+    except (ValueError, AttributeError):  # AttributeError: a truncated row has no pixels cell (None)
         raise DataError(f"{path}: row {row}: pixels are not integers") from None
     if values.size != 48 * 48 or values.min() < 0 or values.max() > 255:
         raise DataError(f"{path}: row {row}: expected 2304 values in 0..255, got {values.size}")
