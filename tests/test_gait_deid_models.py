@@ -193,6 +193,12 @@ def test_pkl_reader_refuses_anything_but_arrays(tmp_path):
     flat.write_bytes(pickle.dumps(np.zeros(5, np.uint8)))
     with pytest.raises(DataError, match="flat.pkl"):
         load_sequence(str(flat), "pkl")
+    from vision_models.gait import load_pkl
+
+    empty = tmp_path / "empty.pkl"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.pkl: not a pickled numpy array"):  # as the docstring says
+        load_pkl(empty)
 
 
 def test_part_distance_is_openGaits_part_averaged_euclidean():

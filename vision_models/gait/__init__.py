@@ -103,7 +103,7 @@ def load_pkl(path: Path) -> np.ndarray:
     try:
         with open(path, "rb") as fh:
             obj = _ArrayUnpickler(fh).load()
-    except (pickle.UnpicklingError, AttributeError, ImportError, IndexError, TypeError, KeyError) as exc:
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, KeyError) as exc:
         raise ValueError(f"{path}: not a pickled numpy array ({exc})") from None
     arr = np.asarray(obj)
     if arr.ndim != 3 or arr.dtype == object:
