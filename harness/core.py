@@ -402,10 +402,23 @@ class Task(abc.ABC):
         return None
 
     def fingerprint(self, data_dir: Path) -> str:
-        """A hash of the data a run depends on; it keys the cache with the sample ids."""
+        """A hash of the data a run depends on, equal on every faithful copy of it (names, sizes,
+        annotation content; never modification times): the manifest's `data_fingerprint`, which a
+        board checks a submission against."""
         from harness.fingerprint import fingerprint_tree
 
         return fingerprint_tree(data_dir)
+
+    def fingerprints(self, data_dir: Path) -> tuple[str, str]:
+        """(the portable `fingerprint`, a local one that also changes when a media file is replaced in
+        place): the result cache keys on the local one, so it never serves predictions of replaced data."""
+        from harness.fingerprint import config_hash, data_fingerprints
+
+        found = data_fingerprints(data_dir)
+        if type(self).fingerprint is Task.fingerprint:
+            return found.portable, found.local
+        own = self.fingerprint(data_dir)  # a task's own notion (e.g. the inputs only), made local too
+        return own, config_hash([own, found.local])
 
     @abc.abstractmethod
     def folds(self, data_dir: Path, protocol: str) -> list[Fold]:

@@ -6,17 +6,27 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 # Annotation files up to this size are hashed by content. Media (frames, videos, audio) and larger
-# files by name, size and mtime, which change whenever a file is replaced: a dataset of 100k PNG
-# frames must not be read at start-up.
+# files by name and size: a dataset of 100k PNG frames must not be read at start-up. That is the
+# *portable* fingerprint, equal on every faithful copy of the data (another machine, a download that
+# set new modification times), so that a board can check a submission's data against its own. The
+# *local* fingerprint adds each media file's mtime, which changes when a file is replaced in place with
+# one of the same size: the result cache keys on it, so a replaced frame is never served stale results.
 CONTENT_HASH_LIMIT = 8 * 1024 * 1024
 MEDIA_SUFFIXES = frozenset({
     ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".avi", ".mp4", ".mkv", ".mov", ".webm",
     ".wav", ".mp3", ".flac", ".m4a", ".npy", ".npz", ".h5", ".hdf5", ".mat", ".pt", ".pth", ".safetensors",
 })
+
+
+@dataclass(frozen=True)
+class DataFingerprints:
+    portable: str  # names, sizes and annotation content: what the manifest, `compare` and a board use
+    local: str  # the portable one plus media mtimes: what the result cache keys on
 
 
 def config_hash(obj: Any, length: int = 16) -> str:
@@ -25,26 +35,33 @@ def config_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
-def fingerprint_files(paths: Iterable[Path], root: Path | None = None) -> str:
+def fingerprint_files(paths: Iterable[Path], root: Path | None = None) -> DataFingerprints:
     """A dangling symlink or an unreadable file does not stop a run: it enters the hash by name (and by
     size/mtime when those can be read). A loader that needs the file raises its own error naming it."""
-    h = hashlib.sha256()
+    portable, local = hashlib.sha256(), hashlib.sha256()
+
+    def update(data: bytes, *, local_only: bool = False) -> None:
+        if not local_only:
+            portable.update(data)
+        local.update(data)
+
     for path in sorted(paths):
         name = str(path.relative_to(root)) if root else path.name
-        h.update(name.encode() + b"\0")
+        update(name.encode() + b"\0")
         try:
             st = path.stat()
         except OSError:  # dangling symlink, vanished file
-            h.update(b"<missing>")
+            update(b"<missing>")
             continue
         if st.st_size <= CONTENT_HASH_LIMIT and path.suffix.lower() not in MEDIA_SUFFIXES:
             try:
-                h.update(hashlib.sha256(path.read_bytes()).digest())
+                update(hashlib.sha256(path.read_bytes()).digest())
                 continue
             except OSError:  # unreadable (permissions, a FIFO, a directory named like a file)
-                h.update(b"<unreadable>")
-        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
+                update(b"<unreadable>")
+        update(f"{st.st_size}".encode())
+        update(f":{st.st_mtime_ns}".encode(), local_only=True)
+    return DataFingerprints(portable.hexdigest()[:16], local.hexdigest()[:16])
 
 
 # What the harness itself writes under --out: never part of the data, even when --out sits inside --data
@@ -65,7 +82,7 @@ def _is_run_dir(path: Path) -> bool:
     return isinstance(content, dict) and "run_id" in content and "config" in content
 
 
-def fingerprint_tree(root: Path) -> str:
+def data_fingerprints(root: Path) -> DataFingerprints:
     """Fingerprint every regular file under `root` (or `root` itself when it is a file), leaving out
     hidden files and whatever the harness wrote there (run folders, caches, the board, artifacts)."""
     if root.is_file():
@@ -78,3 +95,8 @@ def fingerprint_tree(root: Path) -> str:
                              and not (is_store and d in HARNESS_STORE_DIRS))
         files += [here / f for f in names if not f.startswith(".") and not f.startswith(HARNESS_STORE_FILES)]
     return fingerprint_files(files, root)
+
+
+def fingerprint_tree(root: Path) -> str:
+    """The portable fingerprint of the data under `root` (see `data_fingerprints`)."""
+    return data_fingerprints(root).portable

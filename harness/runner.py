@@ -169,7 +169,7 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
                           "solver_options": config.solver_options, "judges": tuple(config.judges),
                           "roles": tuple(config.roles), "protocol_options": config.protocol_options})
     roles = build_roles(config.roles, config.judges, task.roles, settings.base_url)
-    fingerprint = task.fingerprint(data_dir)
+    fingerprint, local_fingerprint = task.fingerprints(data_dir)
     folds, protocol_options = task.load_folds(data_dir, protocol, dict(config.protocol_options))
     # Options that change the folds are part of the protocol's identity in the cache and on the board.
     scope_protocol = protocol + (config_hash(protocol_options, length=8) if protocol_options else "")
@@ -214,7 +214,7 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
         for fold in folds:
             history.append(fold.name)
             fold_hash = solver_identity_hash(task, solver, config, tuple(history)) if sequential else solver_hash
-            scope = CacheScope(task.name, scope_protocol, fold.name, fold_hash, fingerprint)
+            scope = CacheScope(task.name, scope_protocol, fold.name, fold_hash, local_fingerprint)
             if not settings.use_cache:  # --no-cache: recompute everything, then refresh the cache
                 cache.clear(scope)
             items = _limited([(split, s) for split, ss in fold.solved() for s in ss], config.limit)

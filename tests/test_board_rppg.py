@@ -65,16 +65,19 @@ def test_rppg_run_is_rescored_with_the_runs_own_numbers_and_a_bland_altman_plot(
     assert not np.allclose(pred, 70.0)
 
 
-def test_board_copy_must_keep_the_videos_modification_times(rppg_run, tmp_path: Path) -> None:
+def test_a_board_copy_with_new_modification_times_is_the_same_data_and_a_changed_video_is_not(
+    rppg_run, tmp_path: Path
+) -> None:
     root, run_dir = rppg_run
-    plain = tmp_path / "plain"  # `cp -r`: same bytes, new modification times
+    plain = tmp_path / "plain"  # `cp -r` or a fresh download: same bytes, new modification times
     shutil.copytree(root, plain, copy_function=shutil.copyfile)
     client = TestClient(create_app(settings(f"sqlite:///{tmp_path / 'plain.sqlite'}", data_root=plain)))
-    r = client.post("/api/submit", content=build_payload(run_dir), headers=auth())
-    reason = r.json()["reason"]
-    assert r.status_code == 422 and "data fingerprint mismatch" in reason
-    assert "modification time" in reason and "rsync -a" in reason
-    kept = tmp_path / "kept"  # `cp -a` / rsync -a: times kept, same fingerprint
-    shutil.copytree(root, kept, copy_function=shutil.copy2)
-    client = TestClient(create_app(settings(f"sqlite:///{tmp_path / 'kept.sqlite'}", data_root=kept)))
     assert client.post("/api/submit", content=build_payload(run_dir), headers=auth()).status_code == 201
+    changed = tmp_path / "changed"  # one video re-encoded to another size: another dataset
+    shutil.copytree(root, changed, copy_function=shutil.copyfile)
+    video = next(p for p in sorted(changed.rglob("*")) if p.suffix.lower() in (".avi", ".mp4", ".mkv"))
+    with video.open("ab") as f:
+        f.write(b"\0" * 16)
+    client = TestClient(create_app(settings(f"sqlite:///{tmp_path / 'changed.sqlite'}", data_root=changed)))
+    r = client.post("/api/submit", content=build_payload(run_dir), headers=auth())
+    assert r.status_code == 422 and "data fingerprint mismatch" in r.json()["reason"]

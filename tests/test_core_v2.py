@@ -299,3 +299,21 @@ def test_a_run_without_data_names_the_command_that_makes_a_synthetic_copy_and_it
             words = shlex.split(command)
             assert words[:2] == ["python", "-m"] and importlib.util.find_spec(words[2]) is not None
             assert words[3] == folder
+
+
+def test_a_media_file_replaced_in_place_is_recomputed_while_the_manifest_fingerprint_stays_portable(tmp_path,
+                                                                                                    toy_data):
+    import os
+
+    frame = toy_data / "frames" / "0001.png"
+    frame.parent.mkdir()
+    frame.write_bytes(b"x" * 64)
+    os.utime(frame, ns=(1_000_000_000, 1_000_000_000))
+    first = run(RunConfig("toy", solver="echo", n_boot=20), settings(tmp_path, toy_data))
+    assert run(RunConfig("toy", solver="echo", n_boot=20), settings(tmp_path, toy_data)).n_cached == 40
+    frame.write_bytes(b"y" * 64)  # same name and size, new content and mtime: the cache must not serve it
+    os.utime(frame, ns=(2_000_000_000, 2_000_000_000))
+    again = run(RunConfig("toy", solver="echo", n_boot=20), settings(tmp_path, toy_data))
+    assert again.n_cached == 0
+    fps = [json.loads((r.run_dir / "manifest.json").read_text())["data_fingerprint"] for r in (first, again)]
+    assert fps[0] == fps[1]  # names, sizes and annotations unchanged: any faithful copy is the same data

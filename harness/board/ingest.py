@@ -217,9 +217,8 @@ def check_against_server(manifest: dict[str, Any], server: ServerTask) -> None:
     fp = manifest.get("data_fingerprint")
     if fp != server.fingerprint:
         raise Refused(f"data fingerprint mismatch: the run's data is {str(fp)[:40]!r}, the board's copy of "
-                      f"{task.name} is {server.fingerprint!r} (a different or modified dataset; media files and "
-                      f"files over 8 MB count by name, size and modification time, so a copy must keep the "
-                      f"files' times: rsync -a, cp -a or tar)")
+                      f"{task.name} is {server.fingerprint!r} (a different or modified dataset: another file "
+                      f"list, a media file of another size, or other annotation content)")
 
 
 def server_records(lines: Sequence[dict[str, Any]], server: ServerTask) -> list[Record]:
