@@ -4,6 +4,7 @@ missing folder from a skip into a failure) and optional on a user's machine."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The toy test tasks are imported as `toy_task` (tests/ is on sys.path) by most tests and as
+# `tests.toy_task` by the reliability tests (their subprocesses import it from the repo root). One module
+# under both names: two copies would register two `toy` classes, and a test that monkeypatches
+# `toy_task.ToyTask` would patch a class the registry no longer holds, depending on collection order.
+import toy_task  # noqa: E402
+
+sys.modules.setdefault("tests.toy_task", toy_task)
 SHARED_DATA = Path(os.environ.get("HARNESS_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
