@@ -226,6 +226,30 @@ def test_over_size_upload_without_a_declared_length_is_refused_while_streaming(d
     assert client.get("/api/tasks/sarcasm").json()["groups"] == []
 
 
+def test_a_run_that_errors_out_its_wrong_answers_is_listed_but_not_ranked(db_url: str, tmp_path: Path) -> None:
+    """Errored samples are left out of the metrics: erroring out the wrong answers would give a perfect
+    score. Such a row (more errors than the group's fewest) is shown after the ranked rows, unranked."""
+    client = TestClient(create_app(settings(db_url)))
+    assert post(client, write_run(tmp_path, "honest", quarter_wrong)).status_code == 201
+    gamer = write_run(tmp_path, "gamer", quarter_wrong)
+    lines = [json.loads(x) for x in (gamer / "samples.jsonl").read_text().splitlines()]
+    n_wrong = 0
+    for d in lines:
+        if d["prediction"] != d["target"]:
+            d["prediction"], d["error"], n_wrong = None, "RuntimeError: skipped", n_wrong + 1
+    (gamer / "samples.jsonl").write_text("".join(json.dumps(d) + "\n" for d in lines))
+    assert post(client, gamer).status_code == 201
+    (group,) = client.get("/api/tasks/sarcasm").json()["groups"]
+    rows = {r["run_id"]: r for r in group["rows"]}
+    assert rows["gamer"]["metrics"]["weighted_f1"]["value"] == 100.0  # what ranking by the metric alone would reward
+    assert rows["gamer"]["n_errors"] == n_wrong > 0 and rows["gamer"]["rank"] is None
+    assert rows["gamer"]["rank_interval"] is None and f"{n_wrong} errored samples" in rows["gamer"]["not_ranked"]
+    assert [r["run_id"] for r in group["rows"]] == ["honest", "gamer"]
+    assert rows["honest"]["rank"] == 1 and rows["honest"]["rank_interval"] == [1, 1]
+    assert rows["honest"]["not_ranked"] is None and rows["gamer"]["vs_leader"]["n_shared"] == 690 - n_wrong
+    assert f"not ranked: {n_wrong} errored" in client.get("/task/sarcasm").text
+
+
 def test_rows_of_other_scorer_versions_or_data_are_never_ranked_together(db_url: str, tmp_path: Path) -> None:
     client = TestClient(create_app(settings(db_url)))
     assert post(client, write_run(tmp_path, "now", quarter_wrong)).status_code == 201

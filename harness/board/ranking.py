@@ -86,18 +86,35 @@ def build_groups(store: BoardStore, task: Task, rows: list[BoardRow], *, protoco
     return sorted(out, key=lambda g: (g.protocol, str(g.scorer_version), g.data_fingerprint))
 
 
+def _errors(item: dict[str, Any]) -> int:
+    return int(item["row"].n_errors or 0)
+
+
 def _rank(store: BoardStore, g: Group) -> None:
-    def sort_key(item: dict[str, Any]) -> float:
+    """Rank the rows by headline. Errored samples are left out of every metric, so a run that errors out
+    the samples it would get wrong would look better: a row with more errored samples than the group's
+    fewest is listed after the ranked rows, unranked, with the reason (honest runs on the same data error
+    on the same unreadable files, so they share the fewest)."""
+    fewest = min((_errors(item) for item in g.rows), default=0)
+
+    def sort_key(item: dict[str, Any]) -> tuple[bool, float]:
         v = _headline_value(item["row"], g.headline)
         if v is None or math.isnan(v):
-            return math.inf
-        return -v if g.higher_is_better else v
+            return _errors(item) > fewest, math.inf
+        return _errors(item) > fewest, (-v if g.higher_is_better else v)
 
     g.rows.sort(key=sort_key)
-    for i, item in enumerate(g.rows):
-        item["rank"] = i + 1
+    ranked = 0
+    for item in g.rows:
         item["rank_interval"] = None
-    ids = [item["row"].source for item in g.rows]
+        if _errors(item) > fewest:
+            item["rank"] = None
+            item["not_ranked"] = (f"not ranked: {_errors(item)} errored samples, more than the {fewest} of the "
+                                  "group's best-covered runs (errored samples are left out of the metrics)")
+        else:
+            ranked += 1
+            item["rank"], item["not_ranked"] = ranked, None
+    ids = [item["row"].source for item in g.rows[:ranked]]
     reps = store.replicates(ids)
     with_reps = [i for i, rid in enumerate(ids) if rid in reps]
     lengths = {len(reps[ids[i]]) for i in with_reps}

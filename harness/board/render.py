@@ -63,7 +63,8 @@ def group_json(g: ranking.Group, limit: int = 0) -> dict[str, Any]:
 
     return {"protocol": g.protocol, "scorer_version": g.scorer_version, "data_fingerprint": g.data_fingerprint,
             "headline": g.headline, "higher_is_better": g.higher_is_better, "rows": [
-                {"rank": it["rank"], "rank_interval": it["rank_interval"], "run_id": it["row"].source,
+                {"rank": it["rank"], "rank_interval": it["rank_interval"], "not_ranked": it.get("not_ranked"),
+                 "run_id": it["row"].source,
                  "method": it["row"].method, "metrics": it["row"].metrics, "n_samples": it["row"].n_samples,
                  "n_errors": it["row"].n_errors, "origin": it["row"].extra.get("origin"),
                  "submitter": it["row"].extra.get("submitter"), "vs_leader": comp(it["vs_leader"]),
