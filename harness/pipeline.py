@@ -27,7 +27,7 @@ from harness.cache import CacheScope, ResultCache, sample_key
 from harness.core import Fold, HarnessError, Record, Sample, ScoreContext, Solver, SolverOutput, Task, current_sample
 from harness.fingerprint import config_hash
 from harness.progress import RunProgress
-from harness.rundir import dumps, prediction_line, record_from_line
+from harness.rundir import dumps, prediction_line, record_from_line, to_jsonable
 from harness.transcripts import merge_usage
 
 
@@ -170,7 +170,14 @@ async def rescore_hits(jobs: Sequence[FoldJob], scorer: Scorer, concurrency: int
             key = sample_key(split, sample.id)
             hit = job.hits.get(key)
             if hit is not None:
-                pending.append((job, key, sample, hit[0], hit[1]))
+                record, line = hit
+                # The loader's target and groups are the truth, not the ones stored with the prediction: a
+                # loader fix that reads the same files differently must not score against stale labels.
+                target, groups = to_jsonable(sample.target), to_jsonable(dict(sample.groups))
+                if target != record.target or groups != record.groups:
+                    record.target, record.groups = target, groups
+                    line = prediction_line(record)
+                pending.append((job, key, sample, record, line))
     if not scorer.with_models:
         for job, key, sample, record, line in pending:
             line = await scorer.score_line(sample, record, line)

@@ -3,6 +3,7 @@ protocols, model roles for scorers, cache writes that fail loudly, manifests tha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import subprocess
@@ -317,3 +318,22 @@ def test_a_media_file_replaced_in_place_is_recomputed_while_the_manifest_fingerp
     assert again.n_cached == 0
     fps = [json.loads((r.run_dir / "manifest.json").read_text())["data_fingerprint"] for r in (first, again)]
     assert fps[0] == fps[1]  # names, sizes and annotations unchanged: any faithful copy is the same data
+
+
+def test_a_cached_prediction_is_scored_against_the_loaders_current_target(tmp_path, toy_data, monkeypatch):
+    """A loader fix that reads the same files differently (no task version bump): the cached predictions
+    are reused, but scored and written with the targets and groups the loader gives now."""
+    first = run(RunConfig("toy", solver="echo", n_boot=20), settings(tmp_path, toy_data))
+    assert first.metrics["accuracy"].value == 1.0
+    original = toy_task.ToyTask.folds
+
+    def flipped(self, data_dir, protocol):
+        return [dataclasses.replace(f, test=[dataclasses.replace(s, target=not s.target, groups={"subject": "q"})
+                                             for s in f.test]) for f in original(self, data_dir, protocol)]
+
+    monkeypatch.setattr(toy_task.ToyTask, "folds", flipped)
+    again = run(RunConfig("toy", solver="echo", n_boot=20), settings(tmp_path, toy_data))
+    assert again.n_cached == 40 and again.metrics["accuracy"].value == 0.0
+    lines = [json.loads(x) for x in (again.run_dir / "samples.jsonl").read_text().splitlines()]
+    assert all(d["target"] is (d["prediction"] is False) and d["groups"] == {"subject": "q"} for d in lines)
+    assert all(d["scores"] == {"correct": 0.0} for d in lines)
