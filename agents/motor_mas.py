@@ -28,9 +28,9 @@ from typing import Annotated, Any, TypedDict
 
 from pydantic import BaseModel, Field
 
-from agents.llm import Answer, CallSettings, Extractor, ask, find_label, label_field, summarise_parts
+from agents.llm import Answer, CallSettings, Extractor, ask, find_label, label_field, parse_labels, summarise_parts
 from harness.models.base import Message, ModelBackend, Part
-from harness.structured import free_text_blocked
+from harness.structured import free_text_blocked, looks_like_json
 
 HEAD_ROLES: dict[str, str] = {
     "behavior": "the learners' observable collaborative behavior: what they do and say "
@@ -191,6 +191,13 @@ class MotorMAS:
         if answer.value is not None:
             return answer.value.model_dump()
         out: dict[str, Any] = {"label": None, "evidence": "", "confidence": 0.0, "error": answer.error}
+        # As the mllm and mas-vote solvers read answers: a JSON object whose "label" is a valid label gives
+        # that label even when another field fails validation (a confidence of 1.5), so that the solvers
+        # are compared on what the model answered, not on how strictly each one parses.
+        label = parse_labels(answer.text, None, {"label": labels}, answer.finish_reason)["label"]
+        if label is not None:
+            out.update(label=label, extracted_by="json" if looks_like_json(answer.text) else "text")
+            return out
         blocked = free_text_blocked(answer.text, answer.finish_reason)
         if blocked is not None:  # cut at max_tokens or JSON that did not validate: invalid, never a label
             out.update(invalid=True, raw=answer.text[:2000], error=f"{blocked} ({answer.error})")

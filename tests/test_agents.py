@@ -170,6 +170,22 @@ def test_invalid_head_answer_is_none_and_later_heads_see_it() -> None:
     assert "behavior: (no valid answer)" in user_text(backend.calls[1][1])
 
 
+def test_a_head_json_with_a_valid_label_and_a_bad_confidence_keeps_the_label_as_mllm_does() -> None:
+    def script(node: str, req: ChatRequest, n: int) -> Any:
+        if node == "coordinator":
+            return CONSISTENT
+        if node == "behavior":
+            return {"label": FIRST["behavior"], "evidence": "seen", "confidence": 1.5}  # fails the schema
+        if node == "cognition":
+            return {"label": "daydreaming", "evidence": "seen", "confidence": 0.5}  # not a label: invalid
+        return head_answer("neutral")
+
+    state, _ = run_mas(script)
+    beh, cog = state["trace"][0], state["trace"][1]
+    assert state["answers"]["behavior"]["label"] == FIRST["behavior"] and beh["extracted_by"] == "json"
+    assert state["answers"]["cognition"]["label"] is None and cog["invalid"] is True
+
+
 def test_coordinator_that_names_no_head_or_garbage_stops() -> None:
     for verdict in ({"consistent": False, "revise": "mood", "reason": "?"}, "blah"):
         state, _ = run_mas(lambda node, req, n, v=verdict: v if node == "coordinator" else head_answer(FIRST[node]))

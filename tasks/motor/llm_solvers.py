@@ -166,6 +166,7 @@ class MotorMLLMSolver(_BackendSolver):
                  description="MOTOR-MAS: behavior -> cognition -> emotion agents + consistency coordinator (LangGraph)")
 class MotorMASSolver(_BackendSolver):
     Options = MotorMASOptions
+    version = "3"  # 3: a head's JSON with a valid label and an invalid other field gives the label (as mllm)
 
     def __init__(self, backend: ModelBackend, extractor: Extractor | None = None, **options: Any) -> None:
         super().__init__(backend, extractor, **options)
