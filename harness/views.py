@@ -228,8 +228,8 @@ def print_show(manifest: dict, records: list, metrics: dict, n_samples: int = 5)
         t.add_column(col)
     for name, m in (metrics.get("metrics") or {}).items():
         s = m.get("scale", 1.0)
-        lo, hi = m.get("ci_low"), m.get("ci_high")
-        t.add_row(_e(name), _fmt(m["value"] * s, 2),
+        value, lo, hi = m.get("value"), m.get("ci_low"), m.get("ci_high")  # null when no sample was scored
+        t.add_row(_e(name), _fmt(value * s if value is not None else None, 2),
                   _e(f"[{_fmt(lo * s if lo is not None else None, 2)}, {_fmt(hi * s if hi is not None else None, 2)}]"))
     console.print(t)
     console.print(f"samples {metrics.get('n_samples')} · errored {metrics.get('n_errors')} · "

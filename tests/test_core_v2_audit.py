@@ -354,3 +354,22 @@ def test_frames_of_a_matroska_video_are_sampled_from_the_containers_duration(tmp
     _avi(mkv)  # the muxer follows the suffix
     assert video_info(mkv) == (60, 5.0)
     assert [round(int(np.asarray(f)[0, 0, 0]) / 4) for f in sample_frames(mkv, 4)] == [7, 22, 37, 52]
+
+
+def test_show_leaderboard_and_compare_of_a_run_whose_every_sample_errored(tmp_path, capsys):
+    """Every request failed (a dead endpoint): metrics.json holds null values; `harness show` raised
+    TypeError (None * scale) instead of printing the run."""
+    data = toy_task.write_items(tmp_path / "toy", 4)
+    fail = tmp_path / "fail.json"
+    fail.write_text(json.dumps([f"s{i}" for i in range(4)]))
+    out = tmp_path / "runs"
+    assert main(["run", "--task", "toy", "--solver", "flaky", "-S", f"fail_file={fail}", "--data", str(data),
+                 "--out", str(out), "--no-progress", "--bootstrap", "20"]) == 0
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir() and p.name.startswith("toy-")]
+    assert json.loads((run_dir / "metrics.json").read_text())["metrics"]["accuracy"]["value"] is None
+    capsys.readouterr()
+    assert main(["show", run_dir.name, "--out", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "accuracy" in shown and "—" in shown and "errored 4" in shown
+    assert main(["leaderboard", "--task", "toy", "--out", str(out)]) == 0
+    assert main(["compare", run_dir.name, run_dir.name, "--out", str(out)]) == 0
