@@ -30,6 +30,10 @@ def compare_runs(out_dir: Path, run_a: str, run_b: str, *, n_boot: int = 2000, s
             f"runs differ in task/protocol ({ca['task']}/{ca['protocol']} vs {cb['task']}/{cb['protocol']}); "
             "a paired comparison needs the same samples"
         )
+    opts_a, opts_b = man_a.get("protocol_options") or {}, man_b.get("protocol_options") or {}
+    if opts_a != opts_b:  # other -P options: other folds (pad_il's domain order), even under the same names
+        raise HarnessError(f"runs differ in protocol options ({opts_a or 'defaults'} vs {opts_b or 'defaults'}); "
+                           "a paired comparison needs the same folds")
     if man_a.get("data_fingerprint") != man_b.get("data_fingerprint"):
         raise HarnessError("runs used different data (data fingerprints differ)")
     task = get_task(ca["task"])

@@ -373,3 +373,17 @@ def test_show_leaderboard_and_compare_of_a_run_whose_every_sample_errored(tmp_pa
     assert "accuracy" in shown and "—" in shown and "errored 4" in shown
     assert main(["leaderboard", "--task", "toy", "--out", str(out)]) == 0
     assert main(["compare", run_dir.name, run_dir.name, "--out", str(out)]) == 0
+
+
+def test_compare_refuses_runs_with_other_protocol_options(tmp_path, toy_data, capsys):
+    """Two runs of one protocol with other -P options (pad_il's `il` in another domain order) have folds of
+    the same names holding other samples: pairing them by (fold, sample) was a silently wrong comparison."""
+    a = run(RunConfig("toy", solver="echo", n_boot=20), settings(tmp_path, toy_data))
+    b = run(RunConfig("toy", solver="constant", n_boot=20), settings(tmp_path, toy_data))
+    out = str(tmp_path / "runs")
+    assert main(["compare", a.run_id, b.run_id, "--out", out, "--bootstrap", "50"]) == 0
+    manifest = json.loads((b.run_dir / "manifest.json").read_text())
+    (b.run_dir / "manifest.json").write_text(json.dumps({**manifest, "protocol_options": {"order": "B,A"}}))
+    capsys.readouterr()
+    assert main(["compare", a.run_id, b.run_id, "--out", out, "--bootstrap", "50"]) == 2
+    assert "runs differ in protocol options (defaults vs {'order': 'B,A'})" in capsys.readouterr().err
