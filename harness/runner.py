@@ -183,6 +183,11 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
     options = dict(config.solver_options)
     run_id = new_run_id(task.name, solver_name)
     run_dir = settings.out_dir / run_id
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # --out names a file, or a folder this user cannot write
+        raise HarnessError(f"--out {settings.out_dir}: cannot create the run folder {run_id} there "
+                           f"({exc.strerror or exc})") from None
     # Backends record every model call in the run's transcript log, so it exists before the solver does.
     ctx = replace(ctx, transcripts=TranscriptLog(run_dir / "transcripts.jsonl"))
     try:

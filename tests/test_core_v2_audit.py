@@ -387,3 +387,14 @@ def test_compare_refuses_runs_with_other_protocol_options(tmp_path, toy_data, ca
     capsys.readouterr()
     assert main(["compare", a.run_id, b.run_id, "--out", out, "--bootstrap", "50"]) == 2
     assert "runs differ in protocol options (defaults vs {'order': 'B,A'})" in capsys.readouterr().err
+
+
+def test_an_out_that_is_a_file_is_a_clear_error(tmp_path, toy_data, capsys):
+    """Before: a NotADirectoryError traceback from deep in the transcript log."""
+    not_a_folder = tmp_path / "runs.txt"
+    not_a_folder.write_text("")
+    code = main(["run", "--task", "toy", "--data", str(toy_data), "--out", str(not_a_folder), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"harness: error: --out {not_a_folder}: cannot create the run folder toy-" in err
+    assert "Not a directory" in err
