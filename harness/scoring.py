@@ -133,7 +133,10 @@ def score_run(run_dir: Path, out_dir: Path | None = None, *, n_boot: int | None 
     n_boot = n_boot if n_boot is not None else int(cfg.get("n_boot", 1000))
     seed = int(cfg.get("seed", 0))
     out = Path(out_dir) if out_dir is not None else run_dir
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # --into names a file, or a folder that cannot be made
+        raise HarnessError(f"--into {out}: cannot write the re-scored run there ({exc.strerror or exc})") from None
     from harness.artifacts import ArtifactStore
     from harness.roles import RoleSpec
 

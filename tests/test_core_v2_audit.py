@@ -398,3 +398,11 @@ def test_an_out_that_is_a_file_is_a_clear_error(tmp_path, toy_data, capsys):
     assert code == 2 and "Traceback" not in err
     assert f"harness: error: --out {not_a_folder}: cannot create the run folder toy-" in err
     assert "Not a directory" in err
+
+
+def test_harness_score_into_a_file_is_a_clear_error(tmp_path, toy_data, capsys):
+    res = run(RunConfig("toy", solver="echo", n_boot=20), settings(tmp_path, toy_data))
+    into = tmp_path / "a-file"
+    into.write_text("")
+    assert main(["score", res.run_id, "--out", str(tmp_path / "runs"), "--into", str(into)]) == 2
+    assert f"harness: error: --into {into}: cannot write the re-scored run there" in capsys.readouterr().err
