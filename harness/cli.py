@@ -168,7 +168,13 @@ def _data_path(args: argparse.Namespace, task: Any) -> Path | None:
     if args.data is not None:
         return args.data
     root = os.environ.get("HARNESS_DATA")
-    return Path(root) / task.data_folder if root and task.data_folder else None
+    if not (root and task.data_folder):
+        return None
+    path = Path(root) / task.data_folder
+    if not path.exists():  # say where the path came from (a lab-wide HARNESS_DATA may lack this dataset)
+        raise HarnessError(f"{path}: data folder does not exist (HARNESS_DATA={root} has no {task.data_folder!r} "
+                           f"folder: add it, pass --data, or unset HARNESS_DATA for the task's default)")
+    return path
 
 
 def cmd_run(args: argparse.Namespace) -> int:

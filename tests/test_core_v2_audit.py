@@ -406,3 +406,16 @@ def test_harness_score_into_a_file_is_a_clear_error(tmp_path, toy_data, capsys):
     into.write_text("")
     assert main(["score", res.run_id, "--out", str(tmp_path / "runs"), "--into", str(into)]) == 2
     assert f"harness: error: --into {into}: cannot write the re-scored run there" in capsys.readouterr().err
+
+
+def test_a_harness_data_root_without_the_tasks_folder_says_where_the_path_came_from(tmp_path, monkeypatch, capsys):
+    """A lab-wide HARNESS_DATA holding other datasets: the default job said only 'ROOT/mustard: data folder
+    does not exist', with no word of HARNESS_DATA or of the copy shipped with the package."""
+    monkeypatch.setenv("HARNESS_DATA", str(tmp_path))
+    assert main(["run", "--task", "sarcasm", "--out", str(tmp_path / "runs"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'mustard'}: data folder does not exist (HARNESS_DATA={tmp_path} has no 'mustard'" in err
+    assert "unset HARNESS_DATA" in err
+    monkeypatch.delenv("HARNESS_DATA")
+    assert main(["run", "--task", "sarcasm", "--solver", "majority", "--out", str(tmp_path / "runs"),
+                 "--no-progress", "--bootstrap", "10"]) == 0  # unset: the shipped copy
