@@ -1,5 +1,6 @@
-"""Gaps found by an audit of issues 7 (Core v2) and 9 (Reliability), each with the test that failed before
-its fix: `harness score` keeps what the run counted, scoring off the event loop, Ray resource requests."""
+"""Gaps found by an audit of issues 7 (Core v2) and 9 (Reliability). Each fixed defect has a test that
+failed before its fix (said in its docstring or name); bullets that had no test get one here too (scoring
+off the event loop, Ray resource requests), with fakes instead of a Ray cluster."""
 
 from __future__ import annotations
 
