@@ -372,6 +372,6 @@ class CachedBackend(ModelBackend):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-        self._writer.shutdown(wait=True)
+        await asyncio.to_thread(self._writer.shutdown, True)  # pending writes finish, off the event loop
         with self._lock:
             self._db.close()
