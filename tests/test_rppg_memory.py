@@ -24,6 +24,14 @@ PEAKS = textwrap.dedent("""
     from vision_models.rppg.video import open_frames
 
     def peak_mb():
+        # VmHWM: this process image's own peak. ru_maxrss survives exec, so a child of a big pytest
+        # process would report the parent's size from the start and every peak would be equal.
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     root = Path(sys.argv[1])
