@@ -14,7 +14,7 @@ import contextvars
 import hashlib
 import random
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -371,6 +371,10 @@ class Task(abc.ABC):
     version: ClassVar[str] = "1"  # bump when loading/splitting changes what a solver sees
     scorer_version: ClassVar[str] = "1"  # bump when per-sample scores or metrics change
     roles: ClassVar[Mapping[str, str]] = {}  # model roles of the scorer -> default model spec
+    # Regexes of the other role names the task reads (`--role NAME=...`, `--judge` = judge, judge2...).
+    # None: not declared, any name passes; declared, a name that matches none of them nor `roles` is
+    # refused (a typo such as `--role recogniser=...` would otherwise score with the default silently).
+    accepted_roles: ClassVar[tuple[str, ...] | None] = None
     # Test targets are server-only: `harness run` keeps predictions unscored (no metrics, no board row) and
     # only a board with the labelled data scores them (`harness submit`). Its `fingerprint` must cover
     # the inputs alone, so that the public and the labelled copy of the data agree.
@@ -382,6 +386,24 @@ class Task(abc.ABC):
     # (command, folder): a command that writes a small synthetic copy of the data in the official layout
     # into folder; the "needs --data" error shows it, so that a first run without data has a next step.
     example_data: ClassVar[tuple[str, str] | None] = None
+
+    def check_roles(self, names: Iterable[str]) -> None:
+        """Refuse role names this task never reads (see `accepted_roles`), naming the ones it does."""
+        if self.accepted_roles is None:
+            return
+        import difflib
+        import re
+
+        patterns = [re.escape(n) for n in self.roles] + list(self.accepted_roles)
+        for name in names:
+            if any(re.fullmatch(p, name) for p in patterns):
+                continue
+            known = [*self.roles, *(p.replace(r"\d*", "[N]").replace(r"\d+", "N") for p in self.accepted_roles)]
+            if not known:
+                raise HarnessError(f"task {self.name!r} uses no model roles (--role/--judge): got {name!r}")
+            close = difflib.get_close_matches(name, [*self.roles, *self.accepted_roles], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise HarnessError(f"task {self.name!r} reads no role {name!r}{hint}; its roles: {', '.join(known)}")
 
     def resolve_data(self, data: Path | None) -> Path:
         """Locate (or fetch) the data folder and validate its layout, raising `DataError`."""

@@ -162,13 +162,14 @@ def run(config: RunConfig, settings: RunSettings, *, console: Any = None) -> Run
     if config.protocol and config.protocol not in task.protocols:
         raise HarnessError(
             f"task {task.name!r} has no protocol {config.protocol!r}; choose from {', '.join(task.protocols)}")
+    roles = build_roles(config.roles, config.judges, task.roles, settings.base_url)
+    task.check_roles(roles)  # before the data is read: a typo in a role name fails at once
     data_dir = task.resolve_data(settings.data)
     protocol = config.protocol or task.detect_protocol(data_dir) or task.default_protocol
     solver_name = config.solver or task.default_solver
     config = RunConfig(**{**asdict(config), "protocol": protocol, "solver": solver_name,
                           "solver_options": config.solver_options, "judges": tuple(config.judges),
                           "roles": tuple(config.roles), "protocol_options": config.protocol_options})
-    roles = build_roles(config.roles, config.judges, task.roles, settings.base_url)
     fingerprint, local_fingerprint = task.fingerprints(data_dir)
     folds, protocol_options = task.load_folds(data_dir, protocol, dict(config.protocol_options))
     # Options that change the folds are part of the protocol's identity in the cache and on the board.

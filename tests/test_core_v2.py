@@ -337,3 +337,16 @@ def test_a_cached_prediction_is_scored_against_the_loaders_current_target(tmp_pa
     lines = [json.loads(x) for x in (again.run_dir / "samples.jsonl").read_text().splitlines()]
     assert all(d["target"] is (d["prediction"] is False) and d["groups"] == {"subject": "q"} for d in lines)
     assert all(d["scores"] == {"correct": 0.0} for d in lines)
+
+
+def test_a_role_the_task_never_reads_is_refused_naming_the_ones_it_does(tmp_path, capsys):
+    """`--role recogniser=...` (a typo) used to be ignored: the run scored with the default recogniser."""
+    data = toy_task.write_items(tmp_path / "toy", 4)
+    base = ["--out", str(tmp_path / "runs"), "--no-progress", "--db", f"sqlite:///{tmp_path / 'lb.db'}"]
+    assert main(["run", "--task", "gait_deid", "--data", str(tmp_path), "--role", "recogniser=gei", *base]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "reads no role 'recogniser' (did you mean 'recognizer'?)" in err and "recognizer, screener" in err
+    assert main(["run", "--task", "sarcasm", "--judge", "m@http://127.0.0.1:9/v1", "--role", "editor=x", *base]) == 2
+    assert "reads no role 'editor'" in capsys.readouterr().err
+    # a task that declares nothing (a plug-in such as the toy task) keeps accepting any role
+    assert main(["run", "--task", "toy", "--data", str(data), "--role", "anything=x", *base]) == 0

@@ -51,6 +51,7 @@ class EmocapTask(Task):
     default_protocol: ClassVar[str] = "rafdb"
     default_solver: ClassVar[str] = "majority"
     data_folder: ClassVar[str] = "emocap"
+    accepted_roles: ClassVar[tuple[str, ...] | None] = ()  # no model roles
     example_data: ClassVar[tuple[str, str] | None] = ("python -m tasks.emocap.synthetic /tmp/raf", "/tmp/raf")
     version: ClassVar[str] = "1"
     scorer_version: ClassVar[str] = "1"

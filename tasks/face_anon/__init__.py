@@ -24,6 +24,7 @@ class FaceAnonTask(Task):
     default_protocol = "images"
     default_solver = "blur"
     data_folder = "face_anon"
+    accepted_roles = ()  # only its `roles`
     roles = {"recognizer": "dlib", "fid": "none"}
     version = "1"
     scorer_version = "1"

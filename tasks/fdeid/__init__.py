@@ -45,6 +45,7 @@ class FdeidTask(Task):
     default_protocol = "folders"
     default_solver = "blur"
     data_folder = "fdeid"
+    accepted_roles = (r"recognizer\d+",)  # recognizer2, recognizer3...: more recognisers side by side
     roles = {"recognizer": DEFAULT_RECOGNIZER, "lpips": "none", "fid": "none", "attributes": "none", "niqe": "none"}
     version = "2"  # 2: folders reads identities.csv (a cached pair of version 1 keeps its old label)
     scorer_version = "2"  # 2: landmark NME

@@ -58,6 +58,7 @@ class GaitDeidTask(Task):
     default_protocol: ClassVar[str] = "casia-b"
     default_solver: ClassVar[str] = "none"
     data_folder: ClassVar[str] = "CASIA-B"
+    accepted_roles: ClassVar[tuple[str, ...] | None] = ()  # only its `roles`
     example_data: ClassVar[tuple[str, str] | None] = ("python -m tasks.gait_deid.synthetic /tmp/casia", "/tmp/casia")
     cluster_key: ClassVar[str | None] = "subject"
     roles: ClassVar[dict[str, str]] = {"recognizer": "gei", "screener": "gei"}  # screener: scoliosis1k only

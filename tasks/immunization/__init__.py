@@ -30,6 +30,7 @@ class ImmunizationTask(Task):
     default_protocol = "edits"
     default_solver = "pgd-encoder"
     data_folder = "immunization"
+    accepted_roles = ("lpips", "clip", r"judge\d*")  # --judge: the ISR panel
     example_data = ("python -m tasks.immunization.example /tmp/imm --n 4", "/tmp/imm")
     cluster_key = "image"  # rows that share an image are not independent
     roles = {"editor": DEFAULT_EDITOR}

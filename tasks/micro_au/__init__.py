@@ -54,6 +54,7 @@ class MicroAuTask(Task):
     default_protocol: ClassVar[str] = "casme2-loso"
     default_solver: ClassVar[str] = "flow-svm"
     data_folder: ClassVar[str] = "micro_au"
+    accepted_roles: ClassVar[tuple[str, ...] | None] = ()  # no model roles
     example_data: ClassVar[tuple[str, str] | None] = ("python -m tasks.micro_au.synthetic /tmp/casme2 casme2",
                                                       "/tmp/casme2")
     cluster_key: ClassVar[str | None] = "subject"

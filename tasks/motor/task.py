@@ -40,6 +40,7 @@ class MotorTask(Task):
     default_solver: ClassVar[str] = "majority"
     mllm_solver: ClassVar[str | None] = "mllm"
     data_folder: ClassVar[str] = "motor"
+    accepted_roles: ClassVar[tuple[str, ...] | None] = (r"judge\d*",)  # --judge: label extraction
     example_data: ClassVar[tuple[str, str] | None] = ("python -m tasks.motor.fixture /tmp/motor", "/tmp/motor")
     cluster_key: ClassVar[str | None] = "session"
 

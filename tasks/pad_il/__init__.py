@@ -139,6 +139,7 @@ class PadIlTask(Task):
     default_protocol: ClassVar[str] = "oulu-p1"
     default_solver: ClassVar[str] = "lbp-svm"
     data_folder: ClassVar[str] = "pad"
+    accepted_roles: ClassVar[tuple[str, ...] | None] = ()  # no model roles
     example_data: ClassVar[tuple[str, str] | None] = ("python -m tasks.pad_il.synthetic /tmp/pad", "/tmp/pad")
     cluster_key: ClassVar[str | None] = "subject"
     version: ClassVar[str] = "1"

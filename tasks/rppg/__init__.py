@@ -70,6 +70,7 @@ class RppgTask(Task):
     default_protocol = "ubfc"
     default_solver = "pos"
     data_folder = "rppg"
+    accepted_roles = ()  # no model roles
     cluster_key = "subject"
 
     def __init__(self) -> None:

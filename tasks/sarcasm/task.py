@@ -56,6 +56,7 @@ class SarcasmTask(Task):
     default_solver: ClassVar[str] = "tfidf"
     mllm_solver: ClassVar[str | None] = "mllm"
     data_folder: ClassVar[str] = "mustard"
+    accepted_roles: ClassVar[tuple[str, ...] | None] = (r"judge\d*",)  # --judge: label extraction
     cluster_key: ClassVar[str | None] = None
 
     def resolve_data(self, data: Path | None, *, environ: Mapping[str, str] | None = None) -> Path:
