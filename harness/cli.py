@@ -67,6 +67,18 @@ def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
 
 _seed = _int_in(0, 2**32 - 1)  # numpy and scikit-learn seeds
 _replicates = _int_in(0)  # 0: no CIs
+_retries = _int_in(0)
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (`--timeout 0` would time every request out at once)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,13 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "--role editor=tiny-random, --role judge=Qwen/Qwen2.5-VL-7B-Instruct@http://h:8001/v1")
     sp.add_argument("--data", type=Path, default=None, help="dataset folder (default: HARNESS_DATA/<dataset>)")
     sp.add_argument("--limit", type=_positive_int, default=None, help="only the first N test samples of each fold")
-    sp.add_argument("--concurrency", type=int, default=8, help="samples in flight at once (default 8)")
+    sp.add_argument("--concurrency", type=_positive_int, default=8, help="samples in flight at once (default 8)")
     sp.add_argument("--executor", choices=("local", "ray"), default="local",
                     help="local asyncio, or Ray workers (RAY_ADDRESS picks a cluster)")
     sp.add_argument("--seed", type=_seed, default=0)
     sp.add_argument("--bootstrap", type=_replicates, default=1000, help="bootstrap replicates for CIs (default 1000)")
-    sp.add_argument("--timeout", type=float, default=120.0, help="seconds per model request (default 120)")
-    sp.add_argument("--max-retries", type=int, default=8,
+    sp.add_argument("--timeout", type=_seconds, default=120.0, help="seconds per model request (default 120)")
+    sp.add_argument("--max-retries", type=_retries, default=8,
                     help="retries of one model request on 429/5xx/timeouts, with back-off (default 8)")
     sp.add_argument("--no-cache", action="store_true", help="recompute every sample (refreshes the cache)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")

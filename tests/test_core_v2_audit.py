@@ -272,6 +272,11 @@ def test_harness_score_says_when_the_runs_data_is_gone(tmp_path, toy_data):
     (["run", "--task", "sarcasm", "--bootstrap", "-5"], "--bootstrap"),
     (["score", "some-run", "--bootstrap", "-1"], "--bootstrap"),
     (["compare", "a", "b", "--seed", "-2"], "--seed"),
+    (["run", "--task", "sarcasm", "--concurrency", "0"], "--concurrency"),
+    (["run", "--task", "sarcasm", "--timeout", "0"], "--timeout"),
+    (["run", "--task", "sarcasm", "--timeout", "-3"], "--timeout"),
+    (["run", "--task", "sarcasm", "--timeout", "inf"], "--timeout"),
+    (["run", "--task", "sarcasm", "--max-retries", "-1"], "--max-retries"),
 ])
 def test_a_seed_or_replicate_count_out_of_range_is_refused_up_front(argv, flag, capsys):
     """Before: the run solved every sample, then ended in a numpy traceback (manifest `failed`)."""
