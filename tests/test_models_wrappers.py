@@ -199,3 +199,49 @@ def test_a_retry_gets_the_next_free_slot_before_fresh_requests():
 
     asyncio.run(go())
     assert order == ["retry", "fresh"]
+
+
+class DownBackend(ModelBackend):
+    """Cannot connect (as a wrong --base-url), except for the calls listed in `up` (0-based)."""
+
+    def __init__(self, up: tuple[int, ...] = ()) -> None:
+        self.model, self.endpoint, self.calls, self.up = "m", "http://127.0.0.1:9/v1", 0, up
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        self.calls += 1
+        if self.calls - 1 in self.up:
+            return ChatResponse(text="ok")
+        raise BackendError("cannot connect to http://127.0.0.1:9/v1/chat/completions: refused",
+                           endpoint=self.endpoint, retryable=True, unreachable=True)
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+def test_an_endpoint_that_never_answered_fails_the_rest_at_once():
+    inner = DownBackend()
+    b = RetryingBackend(inner, max_retries=2, sleep=_no_sleep)
+
+    async def go() -> list[BaseException | ChatResponse]:
+        first = await asyncio.gather(b.chat(ask("a")), return_exceptions=True)
+        rest = await asyncio.gather(*(b.chat(ask(f"q{i}")) for i in range(20)), return_exceptions=True)
+        return [*first, *rest]
+
+    out = asyncio.run(go())
+    assert all(isinstance(e, BackendError) for e in out)
+    assert "gave up" in str(out[0]) and inner.calls == 3 + 0  # its 3 attempts, then nothing reaches the server
+    assert all("is unreachable" in str(e) and "--base-url" in str(e) for e in out[1:])
+
+
+def test_an_endpoint_that_answered_once_keeps_its_retries_through_an_outage():
+    inner = DownBackend(up=(0,))
+    b = RetryingBackend(inner, max_retries=2, sleep=_no_sleep)
+
+    async def go() -> list[BaseException | ChatResponse]:
+        return [await b.chat(ask("a")), *[await asyncio.gather(b.chat(ask(f"q{i}")), return_exceptions=True)
+                                          for i in range(3)]]
+
+    out = asyncio.run(go())
+    assert out[0].text == "ok" and inner.calls == 1 + 3 * 3  # every later request tried 3 times
+    assert all("gave up" in str(e[0]) for e in out[1:])

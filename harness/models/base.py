@@ -19,7 +19,8 @@ JSONSchema = dict[str, Any]
 class BackendError(HarnessError):
     """A failed model call. `retryable` errors (429, 5xx, timeouts, lost connections) are retried by
     `RetryingBackend`; `retry_after_s` carries the server's `Retry-After`; `status` the HTTP status;
-    `timed_out` marks a request that got no answer within its timeout."""
+    `timed_out` marks a request that got no answer within its timeout; `unreachable` one that could not
+    connect."""
 
     def __init__(
         self,
@@ -30,9 +31,11 @@ class BackendError(HarnessError):
         retryable: bool = False,
         retry_after_s: float | None = None,
         timed_out: bool = False,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(message)
         self.timed_out = timed_out
+        self.unreachable = unreachable  # no connection at all (refused, unknown host): not a slow server
         self.endpoint = endpoint
         self.status = status
         self.retryable = retryable

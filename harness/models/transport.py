@@ -113,7 +113,8 @@ class OpenAIClientTransport(_PerLoop):
         except openai.APITimeoutError:
             raise _timed_out(url, self.base_url, self.timeout_s) from None
         except openai.APIConnectionError as exc:
-            raise BackendError(f"cannot connect to {url}: {exc}", endpoint=self.base_url, retryable=True) from exc
+            raise BackendError(f"cannot connect to {url}: {exc}", endpoint=self.base_url, retryable=True,
+                               unreachable=True) from exc
         except openai.APIStatusError as exc:
             # openai keeps `{"error": X}`'s X as the body, else the whole (vLLM flat) body
             message = error_text(exc.body) or exc.message
@@ -162,7 +163,8 @@ class AiohttpTransport(_PerLoop):
         except TimeoutError:
             raise _timed_out(url, self.base_url, self.timeout_s) from None
         except aiohttp.ClientError as exc:
-            raise BackendError(f"cannot connect to {url}: {exc}", endpoint=self.base_url, retryable=True) from exc
+            raise BackendError(f"cannot connect to {url}: {exc}", endpoint=self.base_url, retryable=True,
+                               unreachable=True) from exc
         if status != 200:
             raise BackendError(
                 f"{url} answered HTTP {status}: {_error_message(payload)}",

@@ -37,6 +37,11 @@ class AdaptiveLimiter:
         self.increase = increase
         self.cooldown_s = cooldown_s
         self.in_flight = 0
+        # Fail fast on an endpoint that never answered: once a request gave up on a connection error and
+        # no request to the endpoint has ever succeeded, the rest fail at once (a wrong --base-url or a
+        # server that is not up would otherwise cost every sample its whole retry schedule).
+        self.ever_succeeded = False
+        self.unreachable: str | None = None
         # Retries are served before fresh requests: they are older, and sending them to the back of a
         # long queue would make the slowest request of a run wait for all the others.
         self._retries: deque[asyncio.Future[None]] = deque()
@@ -192,6 +197,11 @@ class RetryingBackend(ModelBackend):
             # least outstanding (in flight + queued, relative to its limit) of the replicas, per attempt
             pick = 0 if len(limiters) == 1 else least_outstanding(limiters)
             limiter = limiters[pick]
+            if len(limiters) == 1 and limiter.unreachable is not None and not limiter.ever_succeeded:
+                raise BackendError(
+                    f"{self.endpoint} is unreachable ({limiter.unreachable}); no request to it has succeeded "
+                    "in this run, so the rest fail at once: start the server or fix --base-url "
+                    "(`harness doctor --base-url URL` checks it)", endpoint=self.endpoint, unreachable=True)
             await limiter.acquire(retry=attempt > 0)
             try:
                 response = await replicas[pick].chat(request)
@@ -203,6 +213,8 @@ class RetryingBackend(ModelBackend):
                     raise
                 timeouts += error.timed_out
                 if attempt >= self.max_retries or timeouts > self.max_timeout_retries:
+                    if error.unreachable and not limiter.ever_succeeded:
+                        limiter.unreachable = str(error)
                     status = f"HTTP {error.status}" if error.status else "no status"
                     raise BackendError(
                         f"gave up on a request to {self.endpoint} (model {self.model}) after "
@@ -219,6 +231,7 @@ class RetryingBackend(ModelBackend):
                 raise
             limiter.release()
             limiter.on_success()
+            limiter.ever_succeeded, limiter.unreachable = True, None
             return response
 
     async def aclose(self) -> None:

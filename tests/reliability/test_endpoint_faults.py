@@ -110,3 +110,23 @@ def test_a_server_that_dies_mid_run_and_returns_loses_nothing(tmp_path: Path) ->
     assert metrics["n_errors"] == 0
     assert [s["prediction"] for s in samples] == [False] * N
     assert served_after_restart == N - 2  # the 3rd request was retried on the new server, none lost or doubled
+
+
+def test_a_base_url_where_no_server_listens_fails_every_sample_fast_with_the_fix(tmp_path: Path) -> None:
+    """A wrong --base-url used to cost every sample its whole retry schedule (~14 s each); after the first
+    request gives up on a connection error, the rest fail at once, each an error naming the endpoint."""
+    import socket
+
+    with socket.socket() as s:  # a free port, closed again: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = main(["run", "--task", "sarcasm", "--model", "m", "--base-url", f"http://127.0.0.1:{port}/v1",
+                 "--limit", "6", "--concurrency", "1", "--max-retries", "2", "--out", str(tmp_path),
+                 "--no-progress", "--bootstrap", "0"])
+    assert code == 0  # errors are per sample; the run itself finishes
+    (run,) = tmp_path.glob("sarcasm-mllm-*")
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 30 and all(s["error"] for s in samples)
+    assert "gave up" in samples[0]["error"] and f"127.0.0.1:{port}" in samples[0]["error"]
+    fast = [s for s in samples if "is unreachable" in s["error"]]
+    assert len(fast) == 29 and all("--base-url" in s["error"] for s in fast)
