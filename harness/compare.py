@@ -22,21 +22,30 @@ class RunComparison:
 
 
 def compare_runs(out_dir: Path, run_a: str, run_b: str, *, n_boot: int = 2000, seed: int = 0) -> RunComparison:
-    man_a, rec_a, _ = load_run(find_run(out_dir, run_a))
-    man_b, rec_b, _ = load_run(find_run(out_dir, run_b))
+    man_a, rec_a, met_a = load_run(find_run(out_dir, run_a))
+    man_b, rec_b, met_b = load_run(find_run(out_dir, run_b))
     ca, cb = man_a["config"], man_b["config"]
     if (ca["task"], ca["protocol"]) != (cb["task"], cb["protocol"]):
         raise HarnessError(
             f"runs differ in task/protocol ({ca['task']}/{ca['protocol']} vs {cb['task']}/{cb['protocol']}); "
             "a paired comparison needs the same samples"
         )
-    opts_a, opts_b = man_a.get("protocol_options") or {}, man_b.get("protocol_options") or {}
+    task = get_task(ca["task"])
+    opts_a, opts_b = (task.changed_protocol_options(m.get("protocol_options") or {}) for m in (man_a, man_b))
     if opts_a != opts_b:  # other -P options: other folds (pad_il's domain order), even under the same names
         raise HarnessError(f"runs differ in protocol options ({opts_a or 'defaults'} vs {opts_b or 'defaults'}); "
                            "a paired comparison needs the same folds")
     if man_a.get("data_fingerprint") != man_b.get("data_fingerprint"):
         raise HarnessError("runs used different data (data fingerprints differ)")
-    task = get_task(ca["task"])
+    versions = [str(m.get("scorer_version") or man.get("scorer_version") or "?")
+                for man, m in ((man_a, met_a), (man_b, met_b))]
+    if versions[0] != versions[1]:  # per-sample scores of two scorers: not one paired comparison
+        raise HarnessError(f"runs were scored by different scorer versions ({versions[0]} vs {versions[1]}); "
+                           f"re-score them with the current one first: `harness score {run_a}` and "
+                           f"`harness score {run_b}`")
+    from harness.scoring import samples_if_at_hand
+
+    samples_if_at_hand(task, man_a, ca["protocol"], "comparing")  # what metrics need (motor's fixed vocabulary)
     keys_a = {(r.fold, r.sample_id) for r in rec_a if r.ok}
     keys_b = {(r.fold, r.sample_id) for r in rec_b if r.ok}
     rows = [

@@ -476,6 +476,21 @@ class Task(abc.ABC):
         changed = {k: v for k, v in opts.model_dump(mode="json").items() if k not in defaults or defaults[k] != v}
         return self.folds_with(data_dir, protocol, opts), changed
 
+    def changed_protocol_options(self, given: Any) -> Any:
+        """A run's recorded protocol options as `load_folds` keeps them: those that differ from the
+        defaults. Manifests written before it kept only those list every option, defaults included: the
+        same protocol. Anything that does not validate is returned as given (and so differs)."""
+        if self.ProtocolOptions is None or not isinstance(given, dict) or not given:
+            return given
+        from pydantic import ValidationError
+
+        try:
+            opts = self.ProtocolOptions.model_validate(given).model_dump(mode="json")
+        except ValidationError:
+            return given
+        defaults = self.ProtocolOptions().model_dump(mode="json")
+        return {k: v for k, v in opts.items() if defaults.get(k) != v}
+
     def sequential(self, protocol: str) -> bool:
         """True for domain-incremental protocols: folds are steps fitted in order on one solver state."""
         return False

@@ -94,7 +94,8 @@ def rescore(task: Task, protocol: str, records: Sequence[Record], *, n_boot: int
     return aggregate(task, protocol, records, n_boot=n_boot, seed=seed, out_dir=out_dir)
 
 
-def _samples_if_at_hand(task: Task, manifest: Mapping[str, Any], protocol: str) -> dict[tuple[str, str], Sample]:
+def samples_if_at_hand(task: Task, manifest: Mapping[str, Any], protocol: str, purpose: str = "re-scoring",
+                       ) -> dict[tuple[str, str], Sample]:
     """The run's samples from its data folder when it is still there (scorers then see the inputs, and
     tasks set up what `metrics` needs, such as a vocabulary); else {} and records alone are used."""
     import warnings
@@ -102,13 +103,13 @@ def _samples_if_at_hand(task: Task, manifest: Mapping[str, Any], protocol: str) 
     data = manifest.get("data")
     if not data or not Path(data).exists():
         if data:  # said, not silent: a task may need its data for metrics (motor's label vocabulary)
-            warnings.warn(f"re-scoring from samples.jsonl alone: the run's data {data} is not there any more "
+            warnings.warn(f"{purpose} from samples.jsonl alone: the run's data {data} is not there any more "
                           "(metrics that need it, such as a fixed label set, may differ from the run's)", stacklevel=2)
         return {}
     try:
         folds, _ = task.load_folds(Path(data), protocol, manifest.get("protocol_options") or {})
     except Exception as exc:
-        warnings.warn(f"re-scoring from samples.jsonl alone: {data} could not be loaded ({exc})", stacklevel=2)
+        warnings.warn(f"{purpose} from samples.jsonl alone: {data} could not be loaded ({exc})", stacklevel=2)
         return {}
     return {(f.name, s.id): s for f in folds for _, ss in f.solved() for s in ss}
 
@@ -143,7 +144,7 @@ def score_run(run_dir: Path, out_dir: Path | None = None, *, n_boot: int | None 
     roles = {n: RoleSpec(n, v["model"], v.get("base_url")) for n, v in (manifest.get("roles") or {}).items()}
     sctx = ScoreContext(roles=roles, artifacts=ArtifactStore(run_dir.parent / "artifacts"), seed=seed)
     metrics, report = rescore(task, protocol, records, n_boot=n_boot, seed=seed, out_dir=out, sctx=sctx,
-                              samples=_samples_if_at_hand(task, manifest, protocol))
+                              samples=samples_if_at_hand(task, manifest, protocol))
     metric_defs = task.metrics(protocol)
     write_samples(out / "samples.jsonl", [(record_line(r), r.cached) for r in records])
     write_json(out / "metrics.json", {

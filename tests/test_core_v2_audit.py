@@ -395,6 +395,22 @@ def test_compare_refuses_runs_with_other_protocol_options(tmp_path, toy_data, ca
     assert "runs differ in protocol options (defaults vs {'order': 'B,A'})" in capsys.readouterr().err
 
 
+def test_compare_refuses_runs_scored_by_other_scorer_versions_until_both_are_rescored(tmp_path, toy_data, capsys):
+    a = run(RunConfig("toy", solver="echo", n_boot=20), settings(tmp_path, toy_data))
+    b = run(RunConfig("toy", solver="constant", n_boot=20), settings(tmp_path, toy_data))
+    out = str(tmp_path / "runs")
+    manifest = json.loads((b.run_dir / "manifest.json").read_text())
+    (b.run_dir / "manifest.json").write_text(json.dumps({**manifest, "scorer_version": "0"}))
+    metrics = json.loads((b.run_dir / "metrics.json").read_text())
+    (b.run_dir / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "scorer_version"}))
+    capsys.readouterr()
+    assert main(["compare", a.run_id, b.run_id, "--out", out, "--bootstrap", "50"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "different scorer versions (1 vs 0)" in err and f"harness score {b.run_id}" in err
+    assert main(["score", b.run_id, "--out", out]) == 0  # re-scored with the current scorer: comparable again
+    assert main(["compare", a.run_id, b.run_id, "--out", out, "--bootstrap", "50"]) == 0
+
+
 def test_an_out_that_is_a_file_is_a_clear_error(tmp_path, toy_data, capsys):
     """Before: a NotADirectoryError traceback from deep in the transcript log."""
     not_a_folder = tmp_path / "runs.txt"

@@ -179,23 +179,6 @@ def check_manifest(manifest: dict[str, Any]) -> tuple[str, str, str]:
     return run_id, task, protocol
 
 
-def changed_options(task: Task, given: Any) -> Any:
-    """The run's protocol options that differ from the task's defaults, as `Task.load_folds` keeps them.
-    Manifests written before it kept only those list every option, defaults included: the same protocol.
-    Anything that does not validate is returned as given (and so differs from the board's)."""
-    model = getattr(task, "ProtocolOptions", None)
-    if model is None or not isinstance(given, dict) or not given:
-        return given
-    from pydantic import ValidationError
-
-    try:
-        opts = model.model_validate(given).model_dump(mode="json")
-    except ValidationError:
-        return given
-    defaults = model().model_dump(mode="json")
-    return {k: v for k, v in opts.items() if defaults.get(k) != v}
-
-
 def check_against_server(manifest: dict[str, Any], server: ServerTask) -> None:
     task = server.task
     if server.protocol not in task.protocols:
@@ -207,7 +190,7 @@ def check_against_server(manifest: dict[str, Any], server: ServerTask) -> None:
     if got != want:
         raise Refused(f"scorer version mismatch: the run used {got!r}, this board scores {task.name} with {want!r}")
     given = manifest.get("protocol_options") or {}
-    used = changed_options(task, given)
+    used = task.changed_protocol_options(given)
     if used != server.options:
         # other options (pad_il's domain order, ...) are another protocol: scoring the run's predictions
         # against the board's folds would be a wrong number, not a comparable one
