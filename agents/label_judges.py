@@ -3,7 +3,8 @@
 Only answers that are neither valid JSON nor name exactly one label reach the judges. Each judge
 (`harness.judges.Judge`, a versioned rubric, temperature 0, cached) names the label the answer
 chooses, or "none"; a judge's answer outside the label set counts as no verdict. The panel's majority
-wins (a tie or no valid verdict leaves the prediction invalid), and the per-judge labels, votes and
+wins (a tie, no valid verdict, or a judge whose call failed leaves the prediction invalid: every judge
+of the panel must answer, as in `harness.grading`), and the per-judge labels, votes and
 agreement go into the sample's info, so `harness.judges.agreement` can compute kappa over a run.
 """
 
@@ -52,6 +53,11 @@ class JudgeExtractor:
             match = match_label(str(verdict.value), labels) if verdict.ok else None
             chosen.append(match.value if isinstance(match, Parsed) else None)
         value, votes, tie = majority(chosen)
+        # Quorum: every judge of the panel answered (as `harness.grading`'s default). A panel of two with
+        # one judge down is another method (one judge alone): its label would not be the panel's.
+        failed = [v.judge for v in result.verdicts if v.error and v.error.startswith("judge call failed")]
+        if failed:
+            value = None
         valid = [c for c in chosen if c is not None]
         info: dict[str, Any] = {
             "rubric": result.verdicts[0].rubric if result.verdicts else "",
@@ -64,6 +70,8 @@ class JudgeExtractor:
         errors = [v.error for v in result.verdicts if v.error]
         if errors:
             info["errors"] = errors
+        if failed:
+            info["no_quorum"] = f"{len(failed)} of {len(result.verdicts)} judges failed ({', '.join(failed)})"
         return (str(value) if value is not None else None), info
 
     async def aclose(self) -> None:

@@ -203,8 +203,14 @@ def test_judges_on_their_own_endpoints_and_a_judge_that_404s(motor_dir: Path, tm
             bad, bad_dir = _run(["--task", "motor", "--model", "fake-model", "--base-url", solver.base_url, "--data",
                                  str(motor_dir), "-S", "frames=0", "--judge", f"judge-a@{a.base_url}",
                                  "--judge", f"judge-b@{a.base_url}", "--no-cache"], tmp_path / "bad")
-    # the terminal says so where the run ends (no sample errored: judge-a alone read the labels)
+    # the terminal says so where the run ends; no sample errored, but judge-a alone is not the panel: every
+    # head that needed the judges is invalid (no quorum), never judge-a's label passed off as the panel's
     assert "errored: 0" in captured.get()
+    judged = [h for s in bad["samples"] for h, j in s["info"].get("judge", {}).items()]
+    assert judged and all(s["prediction"][h] is None for s in bad["samples"] for h in s["info"].get("judge", {}))
+    assert all(j["no_quorum"] == "1 of 2 judges failed (judge-b)" for s in bad["samples"]
+               for j in s["info"]["judge"].values())
+    assert all(s["prediction"][h] is not None for s in m["samples"] for h in s["info"].get("judge", {}))
     assert "18 judge call(s) failed; every call of judge/judge-b failed" in captured.get()
     with views.console.capture() as shown:
         assert main(["show", bad_dir.name, "--out", str(tmp_path / "bad")]) == 0

@@ -102,7 +102,7 @@ def test_model_solvers_carry_model_and_endpoint_in_their_identity() -> None:
     b = make_solver(task, "mllm", RunContext(model="m", base_url="http://127.0.0.2:9/v1"), {})
     assert a.identity()["model"] == "m" and a.identity()["endpoint"] == "http://127.0.0.1:9/v1"
     assert a.identity() != b.identity()
-    assert a.identity()["version"] == "2" and isinstance(a.identity()["prompts"], str)
+    assert a.identity()["version"] == "3" and isinstance(a.identity()["prompts"], str)
 
 
 def test_seeded_solvers_take_the_run_seed_unless_given() -> None:

@@ -80,7 +80,9 @@ class _BackendSolver(Solver):
     """Holds one backend and the sampling settings (from the options); subclasses define `solve`."""
 
     Options = MotorMLLMOptions
-    version = "2"  # 2: negated free-text labels are invalid (harness.structured.match_label); cached results re-read
+    # 2: negated free-text labels are invalid (harness.structured.match_label); 3: a judge panel with a
+    # judge down gives no label (quorum). Cached results are re-read.
+    version = "3"
 
     def __init__(self, backend: ModelBackend, extractor: Extractor | None = None, **options: Any) -> None:
         super().__init__(**options)
@@ -166,7 +168,7 @@ class MotorMLLMSolver(_BackendSolver):
                  description="MOTOR-MAS: behavior -> cognition -> emotion agents + consistency coordinator (LangGraph)")
 class MotorMASSolver(_BackendSolver):
     Options = MotorMASOptions
-    version = "3"  # 3: a head's JSON with a valid label and an invalid other field gives the label (as mllm)
+    version = "4"  # 3: a head's valid JSON label counts despite another bad field (as mllm); 4: judge quorum
 
     def __init__(self, backend: ModelBackend, extractor: Extractor | None = None, **options: Any) -> None:
         super().__init__(backend, extractor, **options)

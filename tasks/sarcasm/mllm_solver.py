@@ -79,7 +79,9 @@ class SarcasmMLLMOptions(GenerationOptions):
                  description="zero-shot MLLM: utterance (+ context, speaker, frames) -> sarcastic?")
 class SarcasmMLLMSolver(Solver):
     Options = SarcasmMLLMOptions
-    version = "2"  # 2: negated free-text labels are invalid (harness.structured.match_label); cached results re-read
+    # 2: negated free-text labels are invalid (harness.structured.match_label); 3: a judge panel with a
+    # judge down gives no label (quorum). Cached results are re-read.
+    version = "3"
 
     def __init__(self, backend: ModelBackend, extractor: Extractor | None = None, **options: Any) -> None:
         super().__init__(**options)
