@@ -488,3 +488,22 @@ def test_concurrent_resubmissions_of_one_run_store_it_once(db_url: str, tmp_path
                                 range(4)))
     assert codes.count(201) == 1 and codes.count(200) == 3
     assert len(client.get("/api/tasks/sarcasm").json()["groups"][0]["rows"]) == 1
+
+
+def test_a_scoring_crash_is_logged_in_full_but_names_no_board_file_to_submitters(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import harness.board.ingest as ingest
+
+    def crash(*args, **kwargs):
+        raise FileNotFoundError("/srv/board-data/mustard/secret/annotations.json: gone (see http://docs.example/x/y)")
+
+    monkeypatch.setattr(ingest, "recompute", crash)
+    client = TestClient(create_app(settings(db_url)))
+    r = client.post("/api/submit", content=build_payload(write_run(tmp_path, "boom", quarter_wrong)), headers=auth())
+    reason = r.json()["reason"]
+    assert r.status_code == 500 and "FileNotFoundError: <path>: gone" in reason and "/srv" not in reason
+    assert "http://docs.example/x/y" in reason  # URLs are not paths
+    audit = client.get("/api/audit", headers=auth()).json()[0]  # every token holder reads the audit
+    assert audit["outcome"] == "refused" and audit["reason"] == reason
+    assert "/srv/board-data/mustard/secret/annotations.json" in caplog.text  # the operator's log has it all

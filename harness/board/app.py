@@ -18,6 +18,8 @@ import csv
 import hashlib
 import hmac
 import io
+import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,10 @@ from harness.leaderboard import BoardRow, reference_rows
 from harness.registry import get_task, task_names
 
 HERE = Path(__file__).resolve().parent
+
+_log = logging.getLogger("harness.board")
+# Absolute paths (of the board's data, its temporary folders) in an error shown to a submitter.
+_PATH_RE = re.compile(r"(?<![\w.:/])(?:/[^\s'\"/:,()]+){2,}/?")
 
 
 class JSONResponse(_StarletteJSON):
@@ -484,7 +490,11 @@ def create_app(settings: BoardSettings) -> FastAPI:
                         protocol=protocol, digest=digest)
             return JSONResponse({"status": "refused", "reason": exc.reason}, exc.status)
         except Exception as exc:  # noqa: BLE001 - audited, and the submitter learns what failed
-            reason = f"the board failed to score this run: {type(exc).__name__}: {str(exc)[:300]}"
+            # The server's log gets the whole traceback; the submitter (and the audit, which every token
+            # holder may read) a reason that names no file of the board's machine.
+            _log.exception("scoring run %r failed", run_id)
+            reason = _PATH_RE.sub("<path>", f"the board failed to score this run: {type(exc).__name__}: "
+                                            f"{str(exc)[:300]} (the board's log has the details)")
             store.audit(submitter=submitter, outcome="refused", reason=reason, run_id=run_id, task=task,
                         protocol=protocol, digest=digest)
             return JSONResponse({"status": "refused", "reason": reason}, 500)
