@@ -41,6 +41,12 @@ def shared_data():
     return shared_data_path
 
 
+@pytest.fixture
+def toy_data(tmp_path):
+    """40 items of the toy task (tests/toy_task.py) in tmp_path/toy."""
+    return toy_task.write_items(tmp_path / "toy", 40)
+
+
 def pytest_collection_modifyitems(config, items):
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if not gpu_items:

@@ -19,19 +19,12 @@ from servers.fake_openai import FakeOpenAIServer, ServerConfig
 
 from harness import cache as cache_mod
 from harness.cli import main
-from harness.runner import RunConfig, RunSettings, run
+from harness.runner import RunConfig, run
 
 TESTS = Path(__file__).parent
 
 
-def settings(tmp_path: Path, data: Path, **kw) -> RunSettings:
-    kw.setdefault("db_url", None)
-    return RunSettings(data=data, out_dir=tmp_path / "runs", show_progress=False, **kw)
-
-
-@pytest.fixture
-def toy_data(tmp_path):
-    return toy_task.write_items(tmp_path / "toy", 40)
+settings = toy_task.run_settings  # toy_data: the conftest fixture
 
 
 def test_zero_shot_solver_has_no_barrier_between_folds(tmp_path, toy_data):

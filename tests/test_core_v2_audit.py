@@ -14,17 +14,9 @@ import toy_task
 from harness.cli import main
 from harness.core import Sample, ScoreContext
 from harness.registry import register_solver, register_task
-from harness.runner import RunConfig, RunSettings, run
+from harness.runner import RunConfig, run
 
-
-def settings(tmp_path: Path, data: Path, **kw) -> RunSettings:
-    kw.setdefault("db_url", None)
-    return RunSettings(data=data, out_dir=tmp_path / "runs", show_progress=False, **kw)
-
-
-@pytest.fixture
-def toy_data(tmp_path):
-    return toy_task.write_items(tmp_path / "toy", 40)
+settings = toy_task.run_settings  # toy_data: the conftest fixture
 
 
 @register_task

@@ -24,9 +24,6 @@ def settings(tmp_path: Path, data: Path, **kw) -> RunSettings:
                        db_url=f"sqlite:///{tmp_path / 'board.sqlite'}", **kw)
 
 
-@pytest.fixture
-def toy_data(tmp_path):
-    return toy_task.write_items(tmp_path / "toy", 40)
 
 
 def samples_of(run_dir: Path) -> list[dict]:

@@ -82,13 +82,9 @@ def _llama_config(tokenizer, **over):  # -> LlamaConfig
     return LlamaConfig(**cfg)
 
 
-def build_tiny_causal_lm(path: Path, seed: int = 0) -> Path:
-    import torch
-    from transformers import GenerationConfig, LlamaForCausalLM
+def _save_lm(model, tokenizer, path: Path) -> Path:  # -> the folder `transformers serve` loads
+    from transformers import GenerationConfig
 
-    torch.manual_seed(seed)
-    tokenizer = build_tokenizer()
-    model = LlamaForCausalLM(_llama_config(tokenizer))
     model.generation_config = GenerationConfig(
         max_new_tokens=8, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     )
@@ -96,6 +92,16 @@ def build_tiny_causal_lm(path: Path, seed: int = 0) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def build_tiny_causal_lm(path: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    model = LlamaForCausalLM(_llama_config(tokenizer))
+    return _save_lm(model, tokenizer, path)
 
 
 def build_tiny_vlm(path: Path, seed: int = 0) -> Path:
@@ -152,7 +158,7 @@ def build_scripted_lm(path: Path, replies: dict[str, str], default: str) -> Path
     answers are known in advance."""
     import torch
     from tokenizers import AddedToken
-    from transformers import GenerationConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     tokenizer = build_tokenizer()
     keys = list(replies)
@@ -194,13 +200,7 @@ def build_scripted_lm(path: Path, replies: dict[str, str], default: str) -> Path
             head[answer, k] = 50.0
         for answer in answers:
             head[tokenizer.eos_token_id, sources.index(answer)] = 50.0
-    model.generation_config = GenerationConfig(
-        max_new_tokens=8, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
-    )
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return _save_lm(model, tokenizer, path)
 
 
 def free_port() -> int:

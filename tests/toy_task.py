@@ -26,6 +26,14 @@ def write_items(folder: Path, n: int, subjects: int = 5) -> Path:
     return folder
 
 
+def run_settings(tmp_path: Path, data: Path, **kw):  # -> harness.runner.RunSettings
+    """Settings of a quiet test run into tmp_path/runs (no board unless `db_url` is given)."""
+    from harness.runner import RunSettings
+
+    kw.setdefault("db_url", None)
+    return RunSettings(data=data, out_dir=tmp_path / "runs", show_progress=False, **kw)
+
+
 def _acc(records):
     return accuracy([r.target for r in records], [r.prediction for r in records])
 
