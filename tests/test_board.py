@@ -208,6 +208,39 @@ def test_daily_quota_per_submitter(db_url: str, tmp_path: Path) -> None:
     assert "alice (3)" in page and "bob (1)" in page  # attempts column
 
 
+def test_concurrent_submissions_cannot_overrun_the_quota(db_url: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quota counts audit rows, written when an attempt ends: attempts still being scored count too."""
+    import threading
+
+    import harness.board.ingest as ingest
+
+    real, entered, release = ingest.recompute, threading.Semaphore(0), threading.Event()
+
+    def slow(*args, **kwargs):
+        entered.release()
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "recompute", slow)
+    client = TestClient(create_app(settings(db_url, quota_per_day=2)))
+    payloads = [build_payload(write_run(tmp_path, f"c{i}", quarter_wrong)) for i in range(3)]
+    codes: list[int] = []
+
+    def send(payload: bytes) -> None:
+        codes.append(client.post("/api/submit", content=payload, headers=auth()).status_code)
+
+    threads = [threading.Thread(target=send, args=(p,)) for p in payloads[:2]]
+    for t in threads:
+        t.start()
+    assert entered.acquire(timeout=30) and entered.acquire(timeout=30)  # two attempts in scoring at once
+    send(payloads[2])  # a third, while neither has an audit row yet
+    release.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(codes) == [201, 201, 429]
+
+
 def test_over_size_upload_is_refused(db_url: str, tmp_path: Path) -> None:
     client = TestClient(create_app(settings(db_url, max_upload_bytes=10_000)))
     r = post(client, write_run(tmp_path, "big", quarter_wrong))

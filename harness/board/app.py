@@ -20,6 +20,7 @@ import hmac
 import io
 import logging
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -449,7 +450,19 @@ def create_app(settings: BoardSettings) -> FastAPI:
                 return JSONResponse({"status": "refused", "reason": reason}, 413)
         return await run_in_threadpool(ingest, submitter, bytes(body))
 
+    quota_lock = threading.Lock()
+    in_flight: dict[str, int] = {}  # submitter -> submissions being scored now (not yet in the audit)
+
     def ingest(submitter: str, body: bytes) -> JSONResponse:
+        counted: list[bool] = []
+        try:
+            return _ingest(submitter, body, counted)
+        finally:
+            if counted:  # its audit row is written by now and counts instead
+                with quota_lock:
+                    in_flight[submitter] -= 1
+
+    def _ingest(submitter: str, body: bytes, counted: list[bool]) -> JSONResponse:
         from harness.board.ingest import recompute
 
         run_id = task = protocol = digest = None
@@ -464,8 +477,11 @@ def create_app(settings: BoardSettings) -> FastAPI:
                 return JSONResponse({"status": "exists", "run_id": run_id, "url": f"/run/{run_id}"}, 200)
             if existing is not None:
                 raise Refused(f"run id {run_id!r} is already on the board with different content", 409)
-            if store.submissions_today(submitter) >= settings.quota_per_day:
-                raise Refused(f"daily quota of {settings.quota_per_day} submissions reached", 429)
+            with quota_lock:  # attempts being scored count too: concurrent submissions cannot overrun it
+                if store.submissions_today(submitter) + in_flight.get(submitter, 0) >= settings.quota_per_day:
+                    raise Refused(f"daily quota of {settings.quota_per_day} submissions reached", 429)
+                in_flight[submitter] = in_flight.get(submitter, 0) + 1
+                counted.append(True)
             key = (task, protocol)
             if key not in server_tasks:
                 try:
