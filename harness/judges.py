@@ -82,14 +82,17 @@ class Verdict:
 class Judge:
     """One model judging with one rubric at temperature 0."""
 
-    def __init__(self, backend: ModelBackend, rubric: Rubric, *, max_tokens: int = 512) -> None:
+    def __init__(self, backend: ModelBackend, rubric: Rubric, *, max_tokens: int = 512, name: str | None = None,
+                 ) -> None:
         self.backend = backend
         self.rubric = rubric
         self.max_tokens = max_tokens
+        self._name = name
 
     @property
     def name(self) -> str:
-        return self.backend.model
+        """The model, or MODEL@URL when the panel has the same model on two endpoints (as grading seats)."""
+        return self._name or self.backend.model
 
     def request(self, images: Sequence[Part] = (), **fields: Any) -> ChatRequest:
         r = self.rubric
@@ -241,7 +244,7 @@ def panel_from_models(models: Sequence[Any], make_backend_kwargs: Mapping[str, A
     `.base_url` (`harness.roles.RoleSpec`): a spec's own URL wins, since one `vllm serve` serves one model."""
     from harness.models import make_backend
 
-    judges = []
+    specs: list[tuple[str, dict[str, Any]]] = []
     seen: set[tuple[str, str | None]] = set()
     for m in models:
         kwargs = dict(make_backend_kwargs)
@@ -252,5 +255,9 @@ def panel_from_models(models: Sequence[Any], make_backend_kwargs: Mapping[str, A
             raise HarnessError(f"--judge {m}@{kwargs.get('base_url')} is given twice: a panel needs different "
                                "judges, each on its own endpoint (--judge MODEL@URL)")
         seen.add((m, kwargs.get("base_url")))
-        judges.append(Judge(make_backend(m, **kwargs), rubric))
-    return JudgePanel(judges)
+        specs.append((m, kwargs))
+    names = [m for m, _ in specs]  # one model on two endpoints: two judges, told apart (and counted) by URL
+    return JudgePanel([
+        Judge(make_backend(m, **kw), rubric, name=m if names.count(m) == 1 else f"{m}@{kw.get('base_url')}")
+        for m, kw in specs
+    ])

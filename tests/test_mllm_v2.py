@@ -224,6 +224,19 @@ def test_judges_on_their_own_endpoints_and_a_judge_that_404s(motor_dir: Path, tm
     assert "HTTP 404" in errors[0] and "The model `judge-b` does not exist." in errors[0]
 
 
+def test_one_judge_model_on_two_endpoints_is_two_judges_in_the_accounting(motor_dir: Path, tmp_path: Path) -> None:
+    cfg = ServerConfig(answer=f"{__name__}:hedging", served_models=("fake-model", "judge-x"))
+    with FakeOpenAIServer(cfg) as solver, FakeOpenAIServer(cfg) as a, FakeOpenAIServer(cfg) as b:
+        m, _ = _run(["--task", "motor", "--model", "fake-model", "--base-url", solver.base_url, "--data",
+                     str(motor_dir), "-S", "frames=0", "--judge", f"judge-x@{a.base_url}",
+                     "--judge", f"judge-x@{b.base_url}"], tmp_path)
+    names = [f"judge-x@{a.base_url}", f"judge-x@{b.base_url}"]
+    by_role = m["model_calls"]["by_role"]
+    assert by_role[f"judge/{names[0]}"]["calls"] == by_role[f"judge/{names[1]}"]["calls"] == 18
+    assert "judge/judge-x" not in by_role
+    assert all(j["judges"] == names for s in m["samples"] for j in s["info"]["judge"].values())
+
+
 def hedging_by_prompt(prompt: str, body: dict[str, Any]) -> str:
     """The solver hedges in words that depend on the prompt; judge-a and judge-b read a label by two rules."""
     system = body["messages"][0]["content"] if isinstance(body["messages"][0]["content"], str) else ""
