@@ -472,9 +472,7 @@ class Task(abc.ABC):
         except ValidationError as exc:
             raise HarnessError(validation_message(f"{self.name} protocol", self.ProtocolOptions, dict(options or {}),
                                                   exc)) from None
-        defaults = self.ProtocolOptions().model_dump(mode="json")
-        changed = {k: v for k, v in opts.model_dump(mode="json").items() if k not in defaults or defaults[k] != v}
-        return self.folds_with(data_dir, protocol, opts), changed
+        return self.folds_with(data_dir, protocol, opts), self.changed_protocol_options(opts.model_dump(mode="json"))
 
     def changed_protocol_options(self, given: Any) -> Any:
         """A run's recorded protocol options as `load_folds` keeps them: those that differ from the
