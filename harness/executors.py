@@ -27,6 +27,21 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+class TranscriptBuffer:
+    """Stands in an actor for the run's `TranscriptLog` (a file of the driver's machine): model calls are
+    kept in memory and go back to the driver with each chunk's outputs, which writes them."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def write(self, record: Any) -> None:
+        self.lines.append(dict(record))
+
+    def drain(self) -> list[dict[str, Any]]:
+        lines, self.lines = self.lines, []
+        return lines
+
+
 class _SolverWorker:
     """Body of the Ray actor (a plain class, so it can be tested without Ray)."""
 
@@ -37,9 +52,15 @@ class _SolverWorker:
 
             solver = make_solver(get_task(task), solver_name, ctx, options)
         self.solver = solver
+        self.log = ctx.transcripts if isinstance(ctx.transcripts, TranscriptBuffer) else None
 
-    async def solve_batch(self, samples: Sequence[Sample]) -> list[tuple[Any, str | None]]:
-        """One chunk: the solver's outputs, or the chunk's error (a failing chunk fails its samples only)."""
+    async def solve_batch(self, samples: Sequence[Sample]) -> tuple[list[tuple[Any, str | None]], list[dict[str, Any]]]:
+        """One chunk: the solver's outputs, or the chunk's error (a failing chunk fails its samples only),
+        and the model calls made since the last chunk returned (for the run's transcripts.jsonl)."""
+        results = await self._solve(samples)
+        return results, (self.log.drain() if self.log is not None else [])
+
+    async def _solve(self, samples: Sequence[Sample]) -> list[tuple[Any, str | None]]:
         try:
             if len(samples) == 1 and self.solver.batch_size <= 1:
                 from harness.core import current_sample
@@ -66,7 +87,7 @@ class _ActorPool:
         self.actors = actors
         self.load = [0] * len(actors)
 
-    async def solve(self, chunk: list[Sample]) -> list[tuple[Any, str | None]]:
+    async def solve(self, chunk: list[Sample]) -> tuple[list[tuple[Any, str | None]], list[dict[str, Any]]]:
         k = min(range(len(self.actors)), key=self.load.__getitem__)
         self.load[k] += 1
         try:
@@ -85,8 +106,10 @@ class RayExecutor:
         if not ray.is_initialized():
             ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
         self.config = config
-        # Actors run elsewhere: no transcript file handle travels (calls are counted in sample info).
-        self.ctx = replace(ctx, transcripts=None)
+        # Actors run elsewhere: no file handle travels. Each actor buffers its model calls and ships them
+        # back with every chunk; they are written here, to the run's transcripts.jsonl.
+        self.log = ctx.transcripts
+        self.ctx = replace(ctx, transcripts=TranscriptBuffer() if ctx.transcripts is not None else None)
         self.concurrency = max(1, concurrency)
         self.pools: dict[int, _ActorPool] = {}
         self.users: dict[int, set[str]] = {}  # solver id -> folds being solved with it
@@ -124,7 +147,10 @@ class RayExecutor:
     async def solve(self, job: FoldJob, chunk: list[Sample]) -> list[Any]:
         assert job.solver is not None
         self.users.setdefault(id(job.solver), set()).add(job.fold.name)
-        results = await self._pool(job.solver).solve(chunk)
+        results, calls = await self._pool(job.solver).solve(chunk)
+        if self.log is not None:
+            for call in calls:
+                self.log.write(call)
         errors = [e for _, e in results if e is not None]
         if errors:
             raise HarnessError(errors[0])

@@ -58,3 +58,20 @@ def test_ray_actors_receive_the_fitted_state_and_do_not_refit(tmp_path, ray_sess
     assert {r.prediction["fit_pid"] for r in res.records} == {os.getpid()}
     assert {r.prediction["n_train"] for r in res.records} == {10}
     assert os.getpid() not in {r.prediction["solve_pid"] for r in res.records}
+
+
+@pytest.mark.slow
+def test_model_calls_made_in_actors_reach_the_runs_transcripts(tmp_path, ray_session):
+    import json
+
+    from servers.fake_openai import FakeOpenAIServer, ServerConfig
+
+    cfg = RunConfig("sarcasm", protocol="speaker-dependent", solver="mllm", model="fake-model", limit=2, n_boot=10)
+    with FakeOpenAIServer(ServerConfig()) as srv:
+        res = run(cfg, RunSettings(data=shared_data_path("mustard"), out_dir=tmp_path / "runs", executor="ray",
+                                   concurrency=2, show_progress=False, db_url=None, base_url=srv.base_url,
+                                   use_cache=False))
+    assert res.n_errors == 0 and len(res.records) == 10
+    calls = [json.loads(line) for line in (res.run_dir / "transcripts.jsonl").read_text().splitlines()]
+    assert sorted(c["sample"] for c in calls) == sorted(r.sample_id for r in res.records)  # one call each
+    assert all(c["role"] == "mllm" and c["endpoint"] == srv.base_url for c in calls)

@@ -242,15 +242,17 @@ def test_replicas_share_the_load_by_least_outstanding():
     assert sa["max_in_flight"] <= 4 and sb["max_in_flight"] <= 4  # the limit holds per endpoint
 
 
-def test_calls_made_in_a_ray_actor_travel_in_the_sample_info(tmp_path):
-    """A Ray actor has no transcript file; its solver's calls come back in the output's info."""
+def test_calls_made_in_a_ray_actor_travel_in_the_sample_info_and_back_to_the_transcripts(tmp_path):
+    """A Ray actor has no transcript file: its solver's calls come back in the output's info (counts) and,
+    with the chunk, as the transcript records the driver writes to transcripts.jsonl."""
     from harness.core import RunContext, Sample
-    from harness.executors import _SolverWorker
+    from harness.executors import TranscriptBuffer, _SolverWorker
 
     vocab = {"behavior": ["talk", "quiet"], "cognition": ["plan", "check"], "emotion": ["calm", "upset"]}
     sample = Sample("clip9", {"vocab": vocab, "transcript": "A: hi", "video": None}, None)
     with FakeOpenAIServer(ServerConfig()) as srv:
-        ctx = RunContext(model="fake-model", base_url=srv.base_url, cache_dir=None, use_cache=False)
+        ctx = RunContext(model="fake-model", base_url=srv.base_url, cache_dir=None, use_cache=False,
+                         transcripts=TranscriptBuffer())
         worker = _SolverWorker(None, "motor", "motor-mas", {"frames": 0}, ctx)
 
         async def go():
@@ -258,8 +260,10 @@ def test_calls_made_in_a_ray_actor_travel_in_the_sample_info(tmp_path):
             await worker.solver.aclose()
             return out
 
-        ((output, error),) = asyncio.run(go())
+        ((output, error),), shipped = asyncio.run(go())
     assert error is None
+    assert [c["role"] for c in shipped] == ["behavior", "cognition", "emotion", "coordinator"]
+    assert {c["sample"] for c in shipped} == {"clip9"} and worker.log.drain() == []
     calls = output.info["model_calls"]
     assert {role: c["calls"] for role, c in calls.items()} == {"behavior": 1, "cognition": 1, "emotion": 1,
                                                                "coordinator": 1}
