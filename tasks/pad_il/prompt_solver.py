@@ -15,25 +15,19 @@ import hashlib
 import json
 import threading
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from harness.core import HarnessError, RunContext, Sample, Solver, Task
-from harness.options import SolverOptions
 from harness.registry import register_solver
-from tasks.pad_il.solvers import TASKS, ClipPadSolver
+from tasks.pad_il.solvers import TASKS, ClipBackboneOptions, ClipPadSolver
 
 CLASSNAMES = ("spoof face", "live face")  # index = label (0 attack, 1 live)
 
 
-class ClipPromptOptions(SolverOptions):
-    n_frames: int = Field(8, ge=1, le=64, description="frames sampled per video (middles of equal segments)")
-    model: str = Field("ViT-B-16", description="open_clip architecture (tiny-random-clip: test model)")
-    pretrained: str = Field("openai", description="open_clip weights tag, checkpoint path (e.g. a fine-tuned "
-                            "PAD CLIP), or none (random)")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the model runs")
+class ClipPromptOptions(ClipBackboneOptions):
     ctx_init: str = Field("a photo of a", description="words whose embeddings start the context (CoOp); empty: "
                           "n_ctx random vectors")
     n_ctx: int = Field(4, ge=1, le=32, description="context length when ctx_init is empty")

@@ -223,12 +223,17 @@ class NcmSolver(_FrameSolver):
         return np.linalg.norm(x - mu[0], axis=1) - np.linalg.norm(x - mu[1], axis=1)
 
 
-class ClipPadOptions(SolverOptions):
+class ClipBackboneOptions(SolverOptions):
+    """The frozen CLIP image side shared by the CLIP solvers (`clip`, `clip-prompt`)."""
+
     n_frames: int = Field(8, ge=1, le=64, description="frames sampled per video (middles of equal segments)")
     model: str = Field("ViT-B-16", description="open_clip architecture (tiny-random-clip: test model)")
     pretrained: str = Field("openai", description="open_clip weights tag, checkpoint path (e.g. a fine-tuned "
                             "PAD CLIP), or none (random)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the model runs")
+
+
+class ClipPadOptions(ClipBackboneOptions):
     head: Literal["zeroshot", "ncm"] = Field("zeroshot", description="text prompts (no training) or running "
                                              "class means of image features (rehearsal-free, incremental)")
 
