@@ -251,6 +251,11 @@ def test_an_original_without_a_detectable_face_is_that_pairs_error_naming_it(dee
     ok = scorer.score_pair({"a": str(face), "b": str(face), "same": 1}, {"a": str(face), "b": str(face)},
                            lambda ref: load_image(ref))
     assert ok["orig_sim"] == pytest.approx(1.0) and ok["prot_sim"] == pytest.approx(1.0)
+    # a protected artifact saved with an alpha channel (RGBA PNG) is scored as its RGB, not refused
+    rgba = scorer.score_pair({"a": str(face), "b": str(face), "same": 1}, {"a": "x", "b": "x"},
+                             lambda ref: np.dstack([load_image(face), np.full(load_image(face).shape[:2], 255,
+                                                                               np.uint8)]))
+    assert rgba["prot_sim"] == pytest.approx(1.0) and rgba["ssim_a"] == pytest.approx(1.0)
 
 
 def test_a_second_recogniser_is_reported_side_by_side(deepface, tmp_path):

@@ -26,7 +26,7 @@ import numpy as np
 
 from harness.core import DataError, HarnessError, Record
 from vision_models.faces import quality
-from vision_models.faces.detect import load_image
+from vision_models.faces.detect import as_rgb_uint8, load_image
 from vision_models.faces.memo import Once
 from vision_models.faces.recognizers import FaceRecognizer, cosine, load_recognizer
 
@@ -67,9 +67,7 @@ class ImageScorer:
         emb = self._orig.get(path, lambda: self.recognizer.embed_faces([original])[0])
         if emb.vector is None:
             raise DataError(f"{path}: {emb.reason} in the original, so re-identification cannot be measured")
-        prot = load_protected(prediction["image"])
-        if prot.ndim == 2:
-            prot = np.repeat(prot[:, :, None], 3, axis=2)
+        prot = as_rgb_uint8(load_protected(prediction["image"]))  # grey or RGBA artifacts as RGB
         if prot.shape != original.shape:
             prot = _resize(prot, (original.shape[1], original.shape[0]))
         own = self.recognizer.embed_faces([prot])[0]

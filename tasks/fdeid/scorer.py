@@ -33,7 +33,7 @@ import numpy as np
 
 from harness.core import DataError, HarnessError, Record
 from vision_models.faces import quality
-from vision_models.faces.detect import landmark_nme, landmarks_at, load_image
+from vision_models.faces.detect import as_rgb_uint8, landmark_nme, landmarks_at, load_image
 from vision_models.faces.memo import Once
 from vision_models.faces.quality import feature_net
 from vision_models.faces.recognizers import FaceEmbedding, FaceRecognizer, cosine, load_recognizer
@@ -74,9 +74,7 @@ class PairScorer:
     def _protected(self, path: str, ref: str, load_protected: Callable[[str], np.ndarray]) -> dict[str, Any]:
         original = load_image(path)
         emb = self.original(path, original)
-        prot = load_protected(ref)
-        if prot.ndim == 2:
-            prot = np.repeat(prot[:, :, None], 3, axis=2)
+        prot = as_rgb_uint8(load_protected(ref))  # grey or RGBA artifacts as RGB
         if prot.shape != original.shape:
             raise HarnessError(f"protected image {ref} is {prot.shape}, its original {path} is {original.shape}")
         at_orig = self.recognizer.embed_faces([prot], faces=[emb.face])[0]

@@ -20,7 +20,7 @@ from harness.core import DataError, HarnessError, Record
 from tasks.fdeid.scorer import niqe_from_spec, niqe_scores
 from vision_models.faces import quality
 from vision_models.faces.attributes import AttributeClassifier, is_regression, load_attribute_classifier
-from vision_models.faces.detect import detect_face, landmark_nme, landmarks_at, load_image
+from vision_models.faces.detect import as_rgb_uint8, detect_face, landmark_nme, landmarks_at, load_image
 from vision_models.faces.memo import Once
 from vision_models.niqe import NiqeModel
 
@@ -45,9 +45,7 @@ class ImageUtility:
         face = self._faces.get(path, lambda: detect_face(original))
         if face is None:
             raise DataError(f"{path}: no face detected in the original, so attribute preservation cannot be scored")
-        prot = load_protected(prediction["image"])
-        if prot.ndim == 2:
-            prot = np.repeat(prot[:, :, None], 3, axis=2)
+        prot = as_rgb_uint8(load_protected(prediction["image"]))  # grey or RGBA artifacts as RGB
         if prot.shape != original.shape:
             raise HarnessError(f"protected image {prediction['image']} is {prot.shape}, its original {original.shape}")
         out: dict[str, Any] = {
